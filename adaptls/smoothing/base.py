@@ -1,0 +1,197 @@
+"""The one interface every smoothing strategy implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
+
+
+class SoftTarget(NamedTuple):
+    """What a strategy decides for a batch of N rows.
+
+    The soft target of row i is ``t_i = (1 - eps_i) * onehot(y_i) + eps_i * u_i`` with
+
+    - ``epsilon``: a float, a 0-d tensor or an (N,) tensor (one value per row);
+    - ``prior``: ``None`` (u_i uniform 1/K), a (K,) distribution shared by all rows, an
+      (N, K) per-row distribution, or, with ``prior_index``, an (M, K) table;
+    - ``prior_index``: optional (N,) int64: row i uses ``prior[prior_index[i]]``. The fused
+      loss gathers these rows chunk by chunk, so a K x K class matrix (online smoothing)
+      or a per-sample table (self-distillation) is never expanded to N x K.
+    """
+
+    epsilon: float | Tensor
+    prior: Tensor | None = None
+    prior_index: Tensor | None = None
+
+
+class SmoothingStrategy(nn.Module):
+    """Base class: turns hard labels into soft targets, trained by cross-entropy.
+
+    A strategy is built from hyperparameters only (what a Hydra yaml holds); facts about
+    the data (``num_classes``, ``class_counts``) arrive through :meth:`setup`. Subclasses
+    implement :meth:`smoothing`, which sees logits flattened to (N, K) and targets to (N,)
+    and returns a :class:`SoftTarget`. The loss is always the fused
+    :func:`~adaptls.smoothing.soft_target_cross_entropy`; no strategy builds t itself.
+
+    Hooks, all no-ops by default, called by the training loop:
+
+    - :meth:`observe` after each training step (stateful strategies collect statistics;
+      only while ``self.training``);
+    - :meth:`on_epoch_end` at the end of each training epoch (reduce across ranks here);
+    - :meth:`on_validation_end` with the validation metrics of the epoch;
+    - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log.
+
+    State that must survive a checkpoint belongs in the module's ``state_dict``.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, *, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+        self.num_classes: int | None = None
+        self.class_counts: Tensor | None = None
+
+    # ------------------------------------------------------------------ data facts
+    def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
+        """Receive the facts about the data: number of classes, training counts per class."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        if class_counts is not None:
+            counts = torch.as_tensor(class_counts).detach().cpu()
+            if counts.dim() != 1 or counts.numel() != num_classes:
+                raise ValueError(
+                    f"class_counts must have one entry per class ({num_classes}), "
+                    f"got shape {tuple(counts.shape)}"
+                )
+            if counts.is_floating_point() or counts.is_complex():
+                if not torch.equal(counts, counts.round()):
+                    raise ValueError(f"class_counts must be whole numbers, got {counts.tolist()}")
+            if (counts < 0).any():
+                raise ValueError(f"class_counts must be >= 0, got {counts.tolist()}")
+            counts = counts.to(torch.long)
+        self.class_counts = counts if class_counts is not None else None
+
+    def require_num_classes(self) -> int:
+        if self.num_classes is None:
+            raise RuntimeError(
+                f"{type(self).__name__} needs num_classes: call setup(num_classes=...) first"
+            )
+        return self.num_classes
+
+    # ------------------------------------------------------------------ the strategy
+    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+        """Decide epsilon and prior for (N, K) logits and (N,) targets."""
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...)."""
+        x, y = self._flatten_checked(logits, targets)
+        target = self.smoothing(x, y)
+        loss = soft_target_cross_entropy(
+            x,
+            y,
+            target.epsilon,
+            target.prior,
+            prior_index=target.prior_index,
+            ignore_index=self.ignore_index,
+            reduction=reduction,
+        )
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+    @torch.no_grad()
+    def soft_targets(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """The dense soft target t, shaped like ``logits`` (for analysis and tests).
+
+        Rows whose target is ``ignore_index`` are all zero.
+        """
+        x, y = self._flatten_checked(logits, targets)
+        target = self.smoothing(x, y)
+        t = dense_soft_targets(
+            y,
+            x.shape[-1],
+            target.epsilon,
+            target.prior,
+            prior_index=target.prior_index,
+            ignore_index=self.ignore_index,
+        )
+        return t.view(logits.shape)
+
+    # ------------------------------------------------------------------ hooks
+    def observe(self, logits: Tensor, targets: Tensor) -> None:
+        """Called after each training step with that step's (detached) logits and targets."""
+
+    def on_epoch_end(self) -> None:
+        """Called at the end of each training epoch."""
+
+    def on_validation_end(self, metrics: Mapping[str, float]) -> None:
+        """Called after each validation epoch with its metrics (``val/...`` names)."""
+
+    def log_values(self) -> dict[str, float]:
+        """Figures to log, keyed ``smoothing/<name>``."""
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures."""
+        return {"name": self.name, "hparams": self.hparams(), **self.log_values()}
+
+    def hparams(self) -> dict[str, Any]:
+        """The constructor's hyperparameters (what a config sets)."""
+        return {}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+
+    # ------------------------------------------------------------------ input checks
+    def _flatten_checked(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        num_classes = self.require_num_classes()
+        if not torch.is_tensor(logits) or not logits.is_floating_point():
+            raise TypeError(
+                f"logits must be a floating-point tensor, got "
+                f"{getattr(logits, 'dtype', type(logits).__name__)}"
+            )
+        if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
+            raise TypeError(
+                f"targets must be an integer tensor of class indices, got "
+                f"{getattr(targets, 'dtype', type(targets).__name__)}"
+            )
+        if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
+            raise ValueError(
+                f"logits must be shaped (..., K) with targets (...): got logits "
+                f"{tuple(logits.shape)} and targets {tuple(targets.shape)}"
+            )
+        if logits.shape[-1] != num_classes:
+            raise ValueError(
+                f"logits have {logits.shape[-1]} classes but the strategy was set up "
+                f"with num_classes={num_classes}"
+            )
+        y = targets.reshape(-1).long()
+        bad = ((y < 0) | (y >= num_classes)) & (y != self.ignore_index)
+        if bad.any():
+            value = y[bad][0].item()
+            raise ValueError(
+                f"target {value} is out of range: allowed are 0..{num_classes - 1} "
+                f"or ignore_index={self.ignore_index}"
+            )
+        return logits.reshape(-1, num_classes), y
+
+
+def check_epsilon(name: str, value: float) -> float:
+    """Validate a smoothing amount: a number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value

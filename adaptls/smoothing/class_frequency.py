@@ -1,0 +1,115 @@
+"""Class-frequency-aware (label-aware) smoothing, MiSLAS (Zhong et al., CVPR 2021)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_choice, check_epsilon
+
+SHAPES = ("concave", "linear", "convex", "power")
+
+
+def label_aware_epsilon(
+    class_counts: Tensor,
+    epsilon_head: float,
+    epsilon_tail: float,
+    shape: str = "concave",
+    power: float = 1.0,
+) -> Tensor:
+    r"""Per-class epsilon from training counts (MiSLAS).
+
+    With :math:`N_1 = \max_c n_c`, :math:`N_K = \min_c n_c`,
+    :math:`r_y = (n_y - N_K) / (N_1 - N_K) \in [0, 1]`, :math:`e_1` = head and
+    :math:`e_K` = tail:
+
+    - concave: :math:`e_y = e_K + (e_1 - e_K) \sin(\tfrac{\pi}{2} r_y)` (their default)
+    - linear:  :math:`e_y = e_K + (e_1 - e_K)\, r_y`
+    - convex:  :math:`e_y = e_1 + (e_1 - e_K) \sin(\tfrac{3\pi}{2} + \tfrac{\pi}{2} r_y)`
+    - power:   :math:`e_y = e_K + (e_1 - e_K)\, r_y^{p}`
+
+    When all counts are equal (:math:`N_1 = N_K`) every class is a head class:
+    :math:`r_y = 1` and :math:`e_y = e_1` (MiSLAS's code divides by zero here).
+    """
+    counts = class_counts.double()
+    n_max, n_min = counts.max(), counts.min()
+    if n_max == n_min:
+        r = torch.ones_like(counts)
+    else:
+        r = (counts - n_min) / (n_max - n_min)
+    head, tail = float(epsilon_head), float(epsilon_tail)
+    if shape == "concave":
+        eps = tail + (head - tail) * torch.sin(math.pi / 2 * r)
+    elif shape == "linear":
+        eps = tail + (head - tail) * r
+    elif shape == "convex":
+        eps = head + (head - tail) * torch.sin(3 * math.pi / 2 + math.pi / 2 * r)
+    else:
+        eps = tail + (head - tail) * r.pow(power)
+    return eps.float()
+
+
+class ClassFrequencySmoothing(SmoothingStrategy):
+    r"""Label-aware smoothing: frequent classes are smoothed more than rare ones.
+
+    The target for a sample of class y is
+    :math:`(1 - e_y)\,\mathrm{onehot}(y) + e_y / K` on every class (MiSLAS's code spreads
+    :math:`e_y/K` over all classes, PyTorch's convention), with :math:`e_y` from
+    :func:`label_aware_epsilon` on the training class counts given to :meth:`setup`.
+    Defaults (0.3 head, 0.0 tail, concave) are MiSLAS's for CIFAR-10-LT IF100.
+    """
+
+    name: ClassVar[str] = "class_frequency"
+    epsilon_per_class: Tensor
+
+    def __init__(
+        self,
+        epsilon_head: float = 0.3,
+        epsilon_tail: float = 0.0,
+        shape: str = "concave",
+        power: float = 1.0,
+        *,
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(ignore_index=ignore_index)
+        self.epsilon_head = check_epsilon("epsilon_head", epsilon_head)
+        self.epsilon_tail = check_epsilon("epsilon_tail", epsilon_tail)
+        self.shape = check_choice("shape", shape, SHAPES)
+        if isinstance(power, bool) or not isinstance(power, int | float) or not power > 0:
+            raise ValueError(f"power must be a number > 0, got {power!r}")
+        self.power = float(power)
+        # Derived from the counts at setup(), so not part of the checkpoint.
+        self.register_buffer("epsilon_per_class", torch.empty(0), persistent=False)
+
+    def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
+        if class_counts is None:
+            raise ValueError(
+                "ClassFrequencySmoothing needs class_counts (training samples per class); "
+                "pass setup(num_classes=..., class_counts=[...])"
+            )
+        super().setup(num_classes, class_counts)
+        eps = label_aware_epsilon(
+            self.class_counts, self.epsilon_head, self.epsilon_tail, self.shape, self.power
+        )
+        self.epsilon_per_class = eps.to(self.epsilon_per_class.device)
+
+    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+        if self.epsilon_per_class.numel() == 0:
+            raise RuntimeError("ClassFrequencySmoothing needs class_counts: call setup() first")
+        safe = torch.where(targets == self.ignore_index, 0, targets)
+        return SoftTarget(self.epsilon_per_class[safe])
+
+    def hparams(self) -> dict[str, Any]:
+        return {
+            "epsilon_head": self.epsilon_head,
+            "epsilon_tail": self.epsilon_tail,
+            "shape": self.shape,
+            "power": self.power,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "epsilon_per_class": self.epsilon_per_class.tolist()}

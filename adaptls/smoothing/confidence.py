@@ -1,0 +1,91 @@
+"""Confidence-adaptive smoothing: smooth more where the model is more confident."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_choice, check_epsilon
+
+SIGNALS = ("max_prob", "target_prob", "entropy")
+
+
+class ConfidenceSmoothing(SmoothingStrategy):
+    r"""Per-sample epsilon from the model's own (detached) confidence.
+
+    .. math:: \varepsilon_i = \varepsilon_{min} + (\varepsilon_{max} - \varepsilon_{min})\, c_i^{p}
+
+    with :math:`p_i = \mathrm{softmax}(x_i)` (no gradient) and the confidence :math:`c_i \in [0, 1]`:
+
+    - ``max_prob``: :math:`\max_k p_{ik}` (top-1 probability);
+    - ``target_prob``: :math:`p_{i y_i}` (probability of the true class);
+    - ``entropy``: :math:`1 - H(p_i) / \log K`.
+
+    The target is then :math:`(1 - \varepsilon_i)\,\mathrm{onehot}(y_i) + \varepsilon_i / K`
+    (uniform over all K classes, PyTorch's convention). Over-confident samples get more
+    smoothing, uncertain ones less: the common thread of confidence-driven targets
+    (REFERENCES.md).
+    """
+
+    name: ClassVar[str] = "confidence"
+
+    def __init__(
+        self,
+        epsilon_min: float = 0.0,
+        epsilon_max: float = 0.2,
+        signal: str = "max_prob",
+        power: float = 1.0,
+        *,
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(ignore_index=ignore_index)
+        self.epsilon_min = check_epsilon("epsilon_min", epsilon_min)
+        self.epsilon_max = check_epsilon("epsilon_max", epsilon_max)
+        if self.epsilon_min > self.epsilon_max:
+            raise ValueError(
+                f"epsilon_min ({epsilon_min}) must be <= epsilon_max ({epsilon_max})"
+            )
+        self.signal = check_choice("signal", signal, SIGNALS)
+        if isinstance(power, bool) or not isinstance(power, int | float) or not power > 0:
+            raise ValueError(f"power must be a number > 0, got {power!r}")
+        self.power = float(power)
+        self._last_epsilon: Tensor | None = None
+
+    @torch.no_grad()
+    def confidence(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """c_i in [0, 1] for (N, K) logits and (N,) targets (ignored rows: any value)."""
+        p = torch.softmax(logits.detach().float(), dim=-1)
+        if self.signal == "max_prob":
+            return p.amax(dim=-1)
+        if self.signal == "target_prob":
+            safe = torch.where(targets == self.ignore_index, 0, targets)
+            return p.gather(1, safe.unsqueeze(1)).squeeze(1)
+        entropy = -torch.special.xlogy(p, p).sum(dim=-1)
+        return (1.0 - entropy / math.log(p.shape[-1])).clamp_(0.0, 1.0)
+
+    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+        c = self.confidence(logits, targets)
+        eps = self.epsilon_min + (self.epsilon_max - self.epsilon_min) * c.pow(self.power)
+        self._last_epsilon = eps[targets != self.ignore_index]
+        return SoftTarget(eps)
+
+    def log_values(self) -> dict[str, float]:
+        eps = self._last_epsilon
+        if eps is None or eps.numel() == 0:
+            return {}
+        return {
+            "smoothing/epsilon_mean": eps.mean().item(),
+            "smoothing/epsilon_min": eps.min().item(),
+            "smoothing/epsilon_max": eps.max().item(),
+        }
+
+    def hparams(self) -> dict[str, Any]:
+        return {
+            "epsilon_min": self.epsilon_min,
+            "epsilon_max": self.epsilon_max,
+            "signal": self.signal,
+            "power": self.power,
+        }

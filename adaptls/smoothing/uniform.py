@@ -1,0 +1,33 @@
+"""Uniform label smoothing (Szegedy et al. 2016), PyTorch's convention."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
+
+
+class UniformSmoothing(SmoothingStrategy):
+    """t = (1 - e) * onehot(y) + e / K on every class, the true one included.
+
+    Identical to ``F.cross_entropy(logits, targets, label_smoothing=e)`` and timm's
+    ``LabelSmoothingCrossEntropy``: the true class gets 1 - e + e/K, every other e/K
+    (not e/(K-1)).
+    """
+
+    name: ClassVar[str] = "uniform"
+
+    def __init__(self, epsilon: float = 0.1, *, ignore_index: int = -100) -> None:
+        super().__init__(ignore_index=ignore_index)
+        self.epsilon = check_epsilon("epsilon", epsilon)
+
+    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+        return SoftTarget(self.epsilon)
+
+    def hparams(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
+
+    def log_values(self) -> dict[str, float]:
+        return {"smoothing/epsilon": self.epsilon}
