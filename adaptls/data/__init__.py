@@ -1,0 +1,27 @@
+"""LightningDataModules over in-memory tensors, with long-tailed variants.
+
+Every datamodule yields batches ``(inputs float32, targets int64, indices int64)`` and,
+after ``prepare_data()`` + ``setup()``, knows ``num_classes``, ``class_counts`` (training
+split), ``input_shape`` and ``num_train``. See :class:`TensorDataModule`.
+"""
+
+from adaptls.data.base import TensorDataModule
+from adaptls.data.cifar import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
+from adaptls.data.digits import DigitsDataModule
+from adaptls.data.long_tail import long_tail_counts, long_tail_subsample
+from adaptls.data.mnist1d import MNIST1DDataModule
+from adaptls.data.split import stratified_split
+from adaptls.data.synthetic import SyntheticDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "CIFARDataModule",
+    "DigitsDataModule",
+    "MNIST1DDataModule",
+    "SyntheticDataModule",
+    "TensorDataModule",
+    "long_tail_counts",
+    "long_tail_subsample",
+    "stratified_split",
+]

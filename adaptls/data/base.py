@@ -1,0 +1,140 @@
+"""Base class of the in-memory datamodules: validation split, long tail, loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+from adaptls.data.checks import check_choice, check_float, check_fraction, check_int
+from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
+from adaptls.data.split import stratified_split
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """A classification dataset held as tensors, served as ``(inputs, targets, indices)``.
+
+    Subclasses set ``num_classes`` and ``input_shape`` in ``__init__`` (both known before
+    any data is loaded, so models can be built from them) and implement :meth:`load`, which
+    returns the full training and test splits. :meth:`setup` then, with one
+    ``torch.Generator`` seeded from ``seed``:
+
+    1. holds out ``val_fraction`` of every class of the training split as the validation set
+       (stratified; never from test);
+    2. if ``imbalance_ratio > 1``, subsamples the rest per class to the long-tail profile
+       :func:`~adaptls.data.long_tail.long_tail_counts` with ``n_max`` = the smallest class
+       count left, so the realised counts follow the profile exactly. ``imbalance_ratio = 1``
+       keeps the training data as it is.
+
+    Validation and test sets are left balanced. Batches are ``(inputs float32, targets
+    int64, indices int64)``; ``indices`` are the positions of the samples within their split
+    (0..len-1), stable for the life of the datamodule. The training loader shuffles with its
+    own ``torch.Generator`` seeded from ``seed`` (so the order does not depend on how much of
+    the global RNG the model used); under DDP, Lightning swaps in a ``DistributedSampler``,
+    seeded by ``seed_everything``.
+
+    After ``prepare_data()`` and ``setup()`` (any stage; everything is loaded at once),
+    ``class_counts`` (training split, after subsampling) and ``num_train`` are available.
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        imbalance_ratio: float = 1.0,
+        imbalance_profile: str = "exp",
+    ) -> None:
+        super().__init__()
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.num_workers = check_int("num_workers", num_workers, minimum=0)
+        self.val_fraction = check_fraction("val_fraction", val_fraction)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.imbalance_ratio = check_float("imbalance_ratio", imbalance_ratio, minimum=1.0)
+        self.imbalance_profile = check_choice("imbalance_profile", imbalance_profile, PROFILES)
+        self.train_dataset: TensorDataset | None = None
+        self.val_dataset: TensorDataset | None = None
+        self.test_dataset: TensorDataset | None = None
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The full ``(x_train, y_train, x_test, y_test)``; targets int64 in [0, num_classes)."""
+        raise NotImplementedError
+
+    def collate_fn(self) -> Callable[[list[Any]], tuple[Tensor, ...]]:
+        """Batch collation: stacks samples into the tuple ``(inputs, targets, indices)``."""
+        return collate_tuple
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        x, y, x_test, y_test = self.load()
+        generator = torch.Generator().manual_seed(self.seed)
+        train, val = stratified_split(y, self.val_fraction, generator)
+        if self.imbalance_ratio > 1:
+            available = torch.bincount(y[train], minlength=self.num_classes)
+            counts = long_tail_counts(
+                int(available.min()), self.num_classes, self.imbalance_ratio, self.imbalance_profile
+            )
+            train = train[long_tail_subsample(y[train], counts, generator)]
+        self.train_dataset = _indexed(x[train], y[train])
+        self.val_dataset = _indexed(x[val], y[val])
+        self.test_dataset = _indexed(x_test, y_test)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self._require(self.train_dataset), shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.val_dataset), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self._require(self.test_dataset), shuffle=False)
+
+    # ------------------------------------------------------------------ data facts
+    @property
+    def class_counts(self) -> list[int]:
+        """Samples per class in the training split, after long-tail subsampling."""
+        targets = self._require(self.train_dataset).tensors[1]
+        return torch.bincount(targets, minlength=self.num_classes).tolist()
+
+    @property
+    def num_train(self) -> int:
+        """Size of the training split (after the validation hold-out and subsampling)."""
+        return len(self._require(self.train_dataset))
+
+    # ------------------------------------------------------------------ helpers
+    def _loader(self, dataset: TensorDataset, **kwargs: Any) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn(),
+            **kwargs,
+        )
+
+    def _require(self, dataset: TensorDataset | None) -> TensorDataset:
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no data yet: call prepare_data() and setup() first"
+            )
+        return dataset
+
+
+def _indexed(x: Tensor, y: Tensor) -> TensorDataset:
+    return TensorDataset(x, y, torch.arange(len(y)))
+
+
+def collate_tuple(samples: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """PyTorch's default collation, as a tuple (it gives a list)."""
+    return tuple(default_collate(samples))

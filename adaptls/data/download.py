@@ -1,0 +1,171 @@
+"""Checksum-verified, cached downloads that never leave a partial file behind.
+
+A file is streamed into a temporary file in the destination directory (resuming with an
+HTTP Range request if the connection drops), its md5 is checked, and only then is it
+renamed into place: ``os.replace`` within one directory is atomic, so the destination
+either does not exist or is complete and verified, even with several processes fetching
+at once. On any failure, a checksum mismatch included, the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1 << 20
+
+
+class ChecksumError(RuntimeError):
+    """A file's md5 is not the expected one."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file to fetch: where from and its md5 (hex)."""
+
+    url: str
+    md5: str
+
+    @property
+    def filename(self) -> str:
+        return Path(urlparse(self.url).path).name
+
+
+def md5_of(path: str | os.PathLike[str]) -> str:
+    """Hex md5 digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(
+    remote: RemoteFile,
+    data_dir: str | os.PathLike[str],
+    *,
+    download: bool = True,
+    progress: bool = True,
+    retries: int = 3,
+    retry_delay_s: float = 2.0,
+) -> Path:
+    """Path of ``remote`` in ``data_dir``, verified; downloaded first if needed and allowed.
+
+    A cached file with the right md5 is used as it is. A cached file with the wrong md5 is
+    replaced when ``download`` is true and is an error otherwise.
+    """
+    path = Path(data_dir).expanduser() / remote.filename
+    if path.is_file():
+        actual = md5_of(path)
+        if actual == remote.md5:
+            return path
+        if not download:
+            raise ChecksumError(
+                f"{path} is corrupt: expected md5 {remote.md5}, got {actual}; delete it, or "
+                f"allow downloading (download=true) to fetch it again from {remote.url}"
+            )
+        log.warning("%s has md5 %s, expected %s: downloading it again", path, actual, remote.md5)
+    elif not download:
+        raise FileNotFoundError(
+            f"{path} does not exist and download=false: allow downloading (download=true), "
+            f"or fetch {remote.url} (md5 {remote.md5}) into {path.parent} yourself"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    download_verified(
+        remote.url,
+        path,
+        remote.md5,
+        progress=progress,
+        retries=retries,
+        retry_delay_s=retry_delay_s,
+    )
+    return path
+
+
+def download_verified(
+    url: str,
+    path: str | os.PathLike[str],
+    md5: str,
+    *,
+    progress: bool = True,
+    retries: int = 3,
+    retry_delay_s: float = 2.0,
+) -> None:
+    """Download ``url`` to ``path`` if and only if its md5 is ``md5`` (see the module doc)."""
+    path = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _stream(
+                url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s
+            )
+        actual = md5_of(temporary)
+        if actual != md5:
+            raise ChecksumError(
+                f"checksum mismatch for {url}: expected md5 {md5}, got {actual}; the download "
+                f"is corrupt or the server sent another file (nothing was written to {path})"
+            )
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _stream(
+    url: str, out: BinaryIO, *, desc: str, progress: bool, retries: int, delay: float
+) -> None:
+    """Write the body of ``url`` to ``out``, resuming after a dropped connection."""
+    for attempt in range(retries + 1):
+        try:
+            _stream_rest(url, out, desc=desc, progress=progress)
+            return
+        except urllib.error.HTTPError:
+            raise  # the server answered: a 404 will not get better by retrying
+        except (OSError, http.client.HTTPException) as error:
+            if attempt == retries:
+                raise
+            log.warning(
+                "download of %s interrupted (%s), retry %d of %d", url, error, attempt + 1, retries
+            )
+            time.sleep(delay * 2**attempt)
+
+
+def _stream_rest(url: str, out: BinaryIO, *, desc: str, progress: bool) -> None:
+    """Append to ``out`` the part of ``url`` after the ``out.tell()`` bytes it holds."""
+    done = out.tell()
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if done and getattr(response, "status", None) != 206:
+            # The server ignored the Range header: it is sending everything again.
+            out.seek(0)
+            out.truncate()
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        bar = tqdm(
+            total=total,
+            initial=done,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+        )
+        with bar:
+            while chunk := response.read(CHUNK_BYTES):
+                out.write(chunk)
+                bar.update(len(chunk))

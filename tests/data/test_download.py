@@ -1,0 +1,123 @@
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from adaptls.data import download
+from adaptls.data.download import ChecksumError, RemoteFile, fetch, md5_of
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def _forbid_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_fetch_downloads_verifies_and_names_the_file_after_the_url(tmp_path, cifar10_remote):
+    path = fetch(cifar10_remote, tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / "cifar-10-python.tar.gz"
+    assert md5_of(path) == cifar10_remote.md5
+    assert _listing(tmp_path / "cache") == ["cifar-10-python.tar.gz"]
+
+
+def test_a_verified_cached_file_is_not_downloaded_again(tmp_path, cifar10_remote, monkeypatch):
+    path = fetch(cifar10_remote, tmp_path, progress=False)
+    _forbid_network(monkeypatch)
+    assert fetch(cifar10_remote, tmp_path, progress=False) == path
+    assert fetch(cifar10_remote, tmp_path, download=False) == path
+
+
+def test_a_corrupt_download_raises_and_leaves_no_file(tmp_path, cifar10_remote):
+    source = Path(cifar10_remote.url.removeprefix("file://"))
+    source.write_bytes(source.read_bytes()[:-100] + b"x" * 100)  # same size, other bytes
+    actual = md5_of(source)
+    with pytest.raises(ChecksumError, match=f"expected md5 {cifar10_remote.md5}, got {actual}"):
+        fetch(cifar10_remote, tmp_path / "cache", progress=False)
+    assert _listing(tmp_path / "cache") == []
+
+
+def test_an_interrupted_download_leaves_no_file(tmp_path, cifar10_remote):
+    missing = RemoteFile(cifar10_remote.url + ".gone", cifar10_remote.md5)
+    with pytest.raises(urllib.error.URLError):
+        fetch(missing, tmp_path / "cache", progress=False, retries=0)
+    assert _listing(tmp_path / "cache") == []
+
+
+def test_a_corrupt_cached_file_is_replaced_when_downloading_is_allowed(tmp_path, cifar10_remote):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cached = cache / "cifar-10-python.tar.gz"
+    cached.write_bytes(b"truncated")
+    with pytest.raises(ChecksumError, match=r"is corrupt: expected md5 .*\(download=true\)"):
+        fetch(cifar10_remote, cache, download=False)
+    assert cached.read_bytes() == b"truncated"  # not ours to delete without permission
+    fetch(cifar10_remote, cache, progress=False)
+    assert md5_of(cached) == cifar10_remote.md5
+    assert _listing(cache) == ["cifar-10-python.tar.gz"]
+
+
+def test_a_missing_file_without_download_says_how_to_get_it(tmp_path, cifar10_remote):
+    with pytest.raises(
+        FileNotFoundError, match=r"download=false.*download=true.*" + cifar10_remote.md5
+    ):
+        fetch(cifar10_remote, tmp_path, download=False)
+
+
+class _Response:
+    """A urlopen answer that honours Range and can drop the connection after some bytes."""
+
+    def __init__(self, body: bytes, start: int, cut_after: int | None) -> None:
+        self.body, self.position, self.cut_after = body[start:], 0, cut_after
+        self.status = 206 if start else 200
+        self.headers = {"Content-Length": str(len(self.body))}
+
+    def read(self, size: int) -> bytes:
+        if self.cut_after is not None and self.position >= self.cut_after:
+            raise ConnectionResetError("connection dropped")
+        end = self.position + min(size, 1000)
+        chunk, self.position = self.body[self.position : end], end
+        return chunk
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_a_dropped_connection_resumes_where_it_stopped(tmp_path, cifar10_remote, monkeypatch):
+    body = Path(cifar10_remote.url.removeprefix("file://")).read_bytes()
+    ranges = []
+
+    def urlopen(request, timeout):
+        header = request.get_header("Range")
+        start = int(header.removeprefix("bytes=").rstrip("-")) if header else 0
+        ranges.append(start)
+        return _Response(body, start, cut_after=3000 if len(ranges) == 1 else None)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    path = fetch(cifar10_remote, tmp_path, progress=False, retry_delay_s=0)
+    assert ranges == [0, 3000]
+    assert path.read_bytes() == body
+
+
+def test_retries_are_bounded_and_leave_no_file(tmp_path, cifar10_remote, monkeypatch):
+    body = Path(cifar10_remote.url.removeprefix("file://")).read_bytes()
+    calls = []
+
+    def urlopen(request, timeout):
+        calls.append(request)
+        return _Response(body, 0, cut_after=0)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    with pytest.raises(ConnectionResetError):
+        fetch(cifar10_remote, tmp_path / "cache", progress=False, retries=2)
+    assert len(calls) == 3
+    assert _listing(tmp_path / "cache") == []
