@@ -83,9 +83,10 @@ class CIFARDataModule(TensorDataModule):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist: call prepare_data() before setup()")
         path = fetch(self.remote, self.data_dir, download=False)  # verifies the md5
-        batches = read_archive(path, [f"{self.folder}/{name}" for name in self.all_members()])
-        train = [batches[f"{self.folder}/{name}"] for name in self.train_members]
-        test = [batches[f"{self.folder}/{name}"] for name in self.test_members]
+        member = {name: f"{self.folder}/{name}" for name in self.train_members + self.test_members}
+        batches = read_archive(path, list(member.values()))
+        train = [batches[member[name]] for name in self.train_members]
+        test = [batches[member[name]] for name in self.test_members]
         return (*self._stack(train), *self._stack(test))
 
     def collate_fn(self) -> NormalizeImages:
@@ -98,10 +99,6 @@ class CIFARDataModule(TensorDataModule):
         fill = -torch.tensor(self.mean) / torch.tensor(self.std)  # a black pixel, normalised
         images = random_crop_flip(images, self.padding, fill.to(images))
         return images, targets, indices
-
-    @classmethod
-    def all_members(cls) -> tuple[str, ...]:
-        return cls.train_members + cls.test_members
 
     def _stack(self, batches: list[dict[bytes, Any]]) -> tuple[Tensor, Tensor]:
         images = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches])
