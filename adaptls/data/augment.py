@@ -28,8 +28,9 @@ def random_crop_flip(
         raise ValueError(f"padding must be >= 0, got {padding}")
     n, c, h, w = images.shape
     device = images.device
+    height, width = h + 2 * padding, w + 2 * padding
     fill = torch.as_tensor(fill, dtype=images.dtype, device=device).expand(c)
-    padded = fill.view(1, c, 1, 1).repeat(n, 1, h + 2 * padding, w + 2 * padding)
+    padded = fill.view(1, c, 1, 1).repeat(n, 1, height, width)
     padded[:, :, padding : padding + h, padding : padding + w] = images
     top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
     left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
@@ -38,7 +39,7 @@ def random_crop_flip(
     # Mirroring the crop is reading its columns right to left.
     flip = torch.rand(n, 1, generator=generator, device=device) < 0.5
     cols = torch.where(flip, cols.flip(1), cols)
-    batch = torch.arange(n, device=device).view(n, 1, 1)
-    # Advanced indices around a slice put their dimensions first: (N, H, W, C).
-    crops = padded[batch, :, rows.view(n, h, 1), cols.view(n, 1, w)]
-    return crops.permute(0, 3, 1, 2).contiguous()
+    # One flat gather per image (shared by its channels): faster than advanced indexing.
+    index = rows.view(n, h, 1) * width + cols.view(n, 1, w)
+    index = index.view(n, 1, h * w).expand(n, c, h * w)
+    return padded.view(n, c, height * width).gather(2, index).view(n, c, h, w)
