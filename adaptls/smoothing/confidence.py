@@ -45,9 +45,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
         self.epsilon_min = check_epsilon("epsilon_min", epsilon_min)
         self.epsilon_max = check_epsilon("epsilon_max", epsilon_max)
         if self.epsilon_min > self.epsilon_max:
-            raise ValueError(
-                f"epsilon_min ({epsilon_min}) must be <= epsilon_max ({epsilon_max})"
-            )
+            raise ValueError(f"epsilon_min ({epsilon_min}) must be <= epsilon_max ({epsilon_max})")
         self.signal = check_choice("signal", signal, SIGNALS)
         if isinstance(power, bool) or not isinstance(power, int | float) or not power > 0:
             raise ValueError(f"power must be a number > 0, got {power!r}")

@@ -1,0 +1,168 @@
+"""Benchmark the fused soft-target cross-entropy against PyTorch's losses.
+
+For each (N, K) it prints forward+backward time as a ratio to
+``F.cross_entropy(label_smoothing=0.1)`` measured in the same process (interleaved
+repeats, median), and the extra peak memory in units of L = N * K * 4 bytes (the size of
+the fp32 logits). On CUDA memory comes from ``torch.cuda.max_memory_allocated``; on CPU
+each (case, size) runs once in a fresh subprocess and reports its peak RSS growth
+(glibc's mmap threshold is pinned so freed blocks go back to the OS).
+
+    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--sizes 65536x10,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from adaptls.smoothing import soft_target_cross_entropy
+
+SIZES = ((65536, 10), (8192, 1000), (1024, 32000))
+EPS = 0.1
+# A K x K class matrix is 4 GB at K = 32000: OLS-style rows are gathered from a table of
+# at most this many distributions instead (same access pattern: one gather per row).
+MAX_PRIOR_ROWS = 4096
+
+
+def make_inputs(n: int, k: int, device: str) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    m = min(k, MAX_PRIOR_ROWS)
+    targets = torch.randint(0, k, (n,), generator=g)
+    return {
+        "logits": torch.randn(n, k, generator=g).to(device),
+        "targets": targets.to(device),
+        "epsilon": (torch.rand(n, generator=g) * 0.2).to(device),
+        "prior": torch.softmax(torch.randn(k, generator=g), 0).to(device),
+        "table": torch.softmax(torch.randn(m, k, generator=g), 1).to(device),
+        "index": (targets % m).to(device),
+    }
+
+
+def cases(inp: dict[str, torch.Tensor]) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    y, k = inp["targets"], inp["logits"].shape[1]
+
+    def dense(x: torch.Tensor) -> torch.Tensor:
+        t = torch.full_like(x, EPS / k)
+        t.scatter_add_(1, y.unsqueeze(1), torch.full_like(x[:, :1], 1 - EPS))
+        return -(t * torch.log_softmax(x, 1)).sum(1).mean()
+
+    return {
+        "torch CE (no smoothing)": lambda x: F.cross_entropy(x, y),
+        "torch CE label_smoothing": lambda x: F.cross_entropy(x, y, label_smoothing=EPS),
+        "dense soft-target reference": dense,
+        "fused uniform": lambda x: soft_target_cross_entropy(x, y, EPS),
+        "fused per-row epsilon": lambda x: soft_target_cross_entropy(x, y, inp["epsilon"]),
+        "fused shared prior": lambda x: soft_target_cross_entropy(x, y, EPS, inp["prior"]),
+        "fused per-row prior (OLS rows)": lambda x: soft_target_cross_entropy(
+            x, y, 0.5, inp["table"], prior_index=inp["index"]
+        ),
+    }
+
+
+def step(fn: Callable, logits: torch.Tensor) -> None:
+    x = logits.detach().requires_grad_()
+    fn(x).backward()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_all(n: int, k: int, device: str, repeats: int) -> dict[str, float]:
+    inp = make_inputs(n, k, device)
+    fns = cases(inp)
+    for fn in fns.values():  # warm-up
+        step(fn, inp["logits"])
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):  # interleaved: every case sees the same machine state
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            step(fn, inp["logits"])
+            sync(device)
+            samples[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def peak_extra_cuda(n: int, k: int, name: str) -> float:
+    inp = make_inputs(n, k, "cuda")
+    fn = cases(inp)[name]
+    step(fn, inp["logits"])
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step(fn, inp["logits"])
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / (n * k * 4)
+
+
+def peak_extra_cpu(n: int, k: int, name: str) -> float:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-worker", f"{n}x{k}", name],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_worker(n: int, k: int, name: str) -> None:
+    small = make_inputs(64, k, "cpu")
+    step(cases(small)[name], small["logits"])  # load kernels without touching the full size
+    inp = make_inputs(n, k, "cpu")
+    fn = cases(inp)[name]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(fn, inp["logits"])
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024 / (n * k * 4))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--sizes", default=",".join(f"{n}x{k}" for n, k in SIZES))
+    parser.add_argument("--memory-worker", nargs=2, metavar=("NxK", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_worker:
+        n, k = map(int, args.memory_worker[0].split("x"))
+        memory_worker(n, k, args.memory_worker[1])
+        return
+    torch.manual_seed(0)
+    print(f"# fused soft-target cross-entropy, fp32 forward+backward on {args.device}")
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}"
+    )
+    print()
+    print(
+        "| N x K | case | time (ms) | time / torch LS | time / fused uniform | extra peak memory (L) |"
+    )
+    print("|---|---|---:|---:|---:|---:|")
+    for size in args.sizes.split(","):
+        n, k = map(int, size.split("x"))
+        times = time_all(n, k, args.device, args.repeats)
+        ref, uni = times["torch CE label_smoothing"], times["fused uniform"]
+        for name, t in times.items():
+            mem = (
+                peak_extra_cuda(n, k, name) if args.device == "cuda" else peak_extra_cpu(n, k, name)
+            )
+            print(
+                f"| {n} x {k} | {name} | {t * 1e3:.2f} | {t / ref:.2f}x | {t / uni:.2f}x | {mem:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
