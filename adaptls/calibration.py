@@ -1,0 +1,145 @@
+r"""Temperature scaling (Guo et al., 2017): one scalar T > 0 fitted on validation logits.
+
+The calibrated probabilities are :math:`\mathrm{softmax}(x / T)`; T minimises the
+validation NLL. Dividing by a positive scalar keeps every row's argmax, so temperature
+scaling never changes accuracy.
+
+The fit is a safeguarded Newton iteration on :math:`u = \log T` (T stays positive without
+constraints). With :math:`\beta = 1/T`, the NLL
+
+.. math:: f(\beta) = \frac{1}{N}\sum_i \big(\mathrm{logsumexp}(\beta x_i) - \beta x_{iy_i}\big)
+
+is convex in :math:`\beta`, with :math:`f'(\beta) = \frac{1}{N}\sum_i (\mathbb{E}_{p_i}[x_i]
+- x_{iy_i})` and :math:`f''(\beta) = \frac{1}{N}\sum_i \mathrm{Var}_{p_i}[x_i]`,
+:math:`p_i = \mathrm{softmax}(\beta x_i)`. So the NLL is unimodal in u and its derivative
+changes sign once: the root is kept in a bracket, and a Newton step that leaves the bracket
+is replaced by bisection. Deterministic; a few iterations to machine precision.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["fit_temperature"]
+
+
+def fit_temperature(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    bounds: tuple[float, float] = (1e-2, 1e2),
+    ignore_index: int | None = -100,
+) -> float:
+    """The temperature T in ``bounds`` that minimises the NLL of ``softmax(logits / T)``.
+
+    Args:
+        logits: (..., K) floating point, K >= 2 (fitted in float64).
+        targets: (...) integer class indices in [0, K), or ``ignore_index`` (skipped).
+        max_iter: at most this many Newton/bisection steps.
+        tol: stop when the bracket on log T is narrower than this.
+        bounds: (T_min, T_max), 0 < T_min < T_max. If the NLL still decreases at a bound
+            (e.g. perfectly separated data wants T -> 0), that bound is returned with a
+            warning.
+        ignore_index: rows with this target are skipped (``None``: skip nothing).
+
+    Returns:
+        T as a Python float.
+    """
+    x, y = _checked_rows(logits, targets, ignore_index)
+    t_min, t_max = _checked_bounds(bounds)
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    x_true = x.gather(1, y.unsqueeze(1)).squeeze(1)
+
+    def slope_and_curvature(u: float) -> tuple[float, float]:
+        """d NLL / du and d^2 NLL / du^2 at u = log T."""
+        beta = math.exp(-u)
+        p = torch.softmax(beta * x, dim=-1)
+        mean = (p * x).sum(dim=-1)
+        var = (p * (x - mean.unsqueeze(1)) ** 2).sum(dim=-1)
+        d_beta = float((mean - x_true).mean())  # f'(beta)
+        d2_beta = float(var.mean())  # f''(beta) >= 0
+        return -beta * d_beta, beta * d_beta + beta**2 * d2_beta
+
+    lo, hi = math.log(t_min), math.log(t_max)
+    # The slope in u is negative below the optimum and positive above it.
+    if slope_and_curvature(lo)[0] >= 0:
+        return _at_bound(t_min, "lower")
+    if slope_and_curvature(hi)[0] <= 0:
+        return _at_bound(t_max, "upper")
+    u = 0.0 if lo < 0.0 < hi else (lo + hi) / 2  # start from T = 1
+    for _ in range(max_iter):
+        slope, curvature = slope_and_curvature(u)
+        if slope == 0:
+            break
+        if slope < 0:
+            lo = u
+        else:
+            hi = u
+        if hi - lo < tol:
+            break
+        step = u - slope / curvature if curvature > 0 else math.nan
+        u = step if lo < step < hi else (lo + hi) / 2
+    return math.exp(u)
+
+
+def _checked_rows(
+    logits: Tensor, targets: Tensor, ignore_index: int | None
+) -> tuple[Tensor, Tensor]:
+    if not torch.is_tensor(logits) or not logits.is_floating_point():
+        raise TypeError(
+            f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}"
+        )
+    if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(
+            f"targets must be an integer tensor, got {getattr(targets, 'dtype', type(targets))}"
+        )
+    if logits.dim() < 1 or logits.shape[:-1] != targets.shape or logits.shape[-1] < 2:
+        raise ValueError(
+            "logits must have shape (..., K) with K >= 2 and targets its leading shape (...); "
+            f"got logits {tuple(logits.shape)} and targets {tuple(targets.shape)}"
+        )
+    num_classes = logits.shape[-1]
+    x = logits.detach().reshape(-1, num_classes).double()
+    y = targets.detach().reshape(-1).long()
+    if ignore_index is not None:
+        keep = y != ignore_index
+        x, y = x[keep], y[keep]
+    if y.numel() == 0:
+        raise ValueError("fit_temperature needs at least one row whose target is not ignore_index")
+    bad = (y < 0) | (y >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"targets must be class indices in [0, {num_classes}) or ignore_index; "
+            f"got {sorted(set(y[bad][:8].tolist()))}"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("logits must be finite to fit a temperature (found inf or NaN)")
+    return x, y
+
+
+def _checked_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    try:
+        t_min, t_max = (float(b) for b in bounds)
+        ok = 0 < t_min < t_max < math.inf
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"bounds must be (T_min, T_max) with 0 < T_min < T_max, got {bounds!r}")
+    return t_min, t_max
+
+
+def _at_bound(value: float, which: str) -> float:
+    warnings.warn(
+        f"the validation NLL is still decreasing at the {which} temperature bound {value:g}; "
+        f"returning it (pass wider bounds= to search further)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return value

@@ -1,0 +1,134 @@
+"""One batch of predictions, prepared once and shared by every metric's update.
+
+Preparing means: flatten (..., K) to (N, K), drop rows whose target is ``ignore_index``,
+turn logits into probabilities with ONE softmax, and take ONE max. Everything the metrics
+need per row is derived from these, so a suite of metrics costs one softmax, not one each.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["INPUT_TYPES", "Predictions", "check_options", "prepare_predictions"]
+
+INPUT_TYPES = ("logits", "probs")
+
+
+class Predictions(NamedTuple):
+    """Rows that count, with their per-row facts. All float tensors share one dtype.
+
+    The working dtype is float64 for float64 input and float32 otherwise (half precision
+    inputs are upcast, so sums never accumulate in 16 bits).
+    """
+
+    logits: Tensor | None  # (N, K) as given (any float dtype); None for probability input
+    probs: Tensor  # (N, K) softmax(logits), or the given probabilities
+    targets: Tensor  # (N,) int64 in [0, K)
+    confidence: Tensor  # (N,) top-1 probability max_k p_k
+    prediction: Tensor  # (N,) argmax_k p_k (first index on ties, like torch.max)
+    correct: Tensor  # (N,) 1.0 where prediction == target, else 0.0
+    target_prob: Tensor  # (N,) p_y, the probability of the true class
+
+
+def check_options(num_classes: int, input_type: str, n_bins: int | None = None) -> None:
+    """Raise a clear error for a bad constructor argument."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if input_type not in INPUT_TYPES:
+        raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
+    if n_bins is not None and (
+        isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1
+    ):
+        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+
+
+def prepare_predictions(
+    preds: Tensor,
+    targets: Tensor,
+    num_classes: int,
+    *,
+    input_type: str = "logits",
+    ignore_index: int | None = -100,
+    validate_args: bool = True,
+) -> Predictions:
+    """Validate, flatten and filter ``preds`` (..., K) and ``targets`` (...), then softmax once.
+
+    ``validate_args=False`` skips the value checks (target range, probabilities in [0, 1]
+    summing to 1), which cost a device-to-host sync each; shape and dtype checks always run.
+    """
+    _check_shapes(preds, targets, num_classes)
+    x = preds.detach().reshape(-1, num_classes)
+    y = targets.detach().reshape(-1)
+    if ignore_index is not None:
+        keep = y != ignore_index
+        if not bool(keep.all()):
+            x, y = x[keep], y[keep]
+    y = y.long()
+    if validate_args:
+        _check_targets(y, num_classes)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if input_type == "logits":
+        probs = torch.softmax(x, dim=-1, dtype=dtype)
+        logits = x
+    else:
+        probs = x.to(dtype)
+        logits = None
+        if validate_args:
+            _check_probs(probs, x.dtype)
+    confidence, prediction = probs.max(dim=-1)
+    return Predictions(
+        logits=logits,
+        probs=probs,
+        targets=y,
+        confidence=confidence,
+        prediction=prediction,
+        correct=(prediction == y).to(dtype),
+        target_prob=probs.gather(1, y.unsqueeze(1)).squeeze(1),
+    )
+
+
+def _check_shapes(preds: Tensor, targets: Tensor, num_classes: int) -> None:
+    if not torch.is_tensor(preds) or not preds.is_floating_point():
+        raise TypeError(
+            f"preds must be a floating-point tensor (logits or probabilities), "
+            f"got {getattr(preds, 'dtype', type(preds))}"
+        )
+    if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(
+            f"targets must be an integer tensor, got {getattr(targets, 'dtype', type(targets))}"
+        )
+    if preds.dim() < 1 or preds.shape[-1] != num_classes or preds.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"preds must have shape (..., {num_classes}) and targets its leading shape (...); "
+            f"got preds {tuple(preds.shape)} and targets {tuple(targets.shape)}"
+        )
+
+
+def _check_targets(y: Tensor, num_classes: int) -> None:
+    bad = (y < 0) | (y >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"targets must be class indices in [0, {num_classes}) or ignore_index; "
+            f"got {sorted(set(y[bad][:8].tolist()))}"
+        )
+
+
+def _check_probs(probs: Tensor, input_dtype: torch.dtype) -> None:
+    if probs.numel() == 0:
+        return
+    low, high = float(probs.min()), float(probs.max())
+    if not (low >= 0.0 and high <= 1.0):  # also catches NaN
+        raise ValueError(
+            f"with input_type='probs', preds must lie in [0, 1]; got values in [{low}, {high}]"
+        )
+    # Half-precision probabilities of many classes legitimately sum a little off 1.
+    tolerance = max(1e-3, probs.shape[-1] * torch.finfo(input_dtype).eps)
+    error = float((probs.sum(dim=-1) - 1).abs().max())
+    if error > tolerance:
+        raise ValueError(
+            f"with input_type='probs', each row of preds must sum to 1 (within {tolerance:g}); "
+            f"got a row off by {error:g}. Pass input_type='logits' for unnormalised scores."
+        )

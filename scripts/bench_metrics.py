@@ -1,0 +1,96 @@
+"""Benchmark: cost of one CalibrationSuite update relative to one softmax over the same logits.
+
+Plain script (run by ``make bench``); prints a markdown table. Everything is timed in this
+one process with the candidates interleaved inside every repeat, and the median over
+repeats is reported, so a noisy neighbour slows all candidates alike.
+
+    python scripts/bench_metrics.py [--repeats 31] [--threads N] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torchmetrics.classification import MulticlassCalibrationError
+
+from adaptls.metrics import CalibrationSuite
+
+SHAPES = ((4096, 10), (4096, 100), (1024, 1000))
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def measure(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    return measure
+
+
+def bench_shape(n: int, k: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each candidate on one (N, K) batch."""
+    generator = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(n, k, generator=generator)).to(device)
+    targets = torch.randint(0, k, (n,), generator=generator).to(device)
+    suite = CalibrationSuite(k).to(device)
+    reference = MulticlassCalibrationError(k, n_bins=15, norm="l1").to(device)
+
+    def suite_update() -> None:
+        suite.update(logits, targets)
+        # The AdaECE list state grows with every call; drop it so memory stays flat.
+        suite.confidences.clear()
+        suite.correct.clear()
+
+    def torchmetrics_update() -> None:
+        reference.update(logits, targets)
+        reference.reset()
+
+    candidates = {
+        "softmax": lambda: torch.softmax(logits, dim=-1),
+        "suite": suite_update,
+        "torchmetrics ECE": torchmetrics_update,
+    }
+    measure = _timer(device)
+    for fn in candidates.values():  # warm-up
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            times[name].append(measure(fn))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    print(f"CalibrationSuite.update vs one softmax; {device}, {torch.get_num_threads()} threads, ")
+    print(f"median of {args.repeats} interleaved repeats, float32 logits, 15 bins\n")
+    print("| N | K | softmax (us) | suite update (us) | suite / softmax "
+          "| torchmetrics ECE update (us) | torchmetrics / softmax |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k in SHAPES:
+        t = bench_shape(n, k, args.repeats, device)
+        soft = t["softmax"]
+        print(
+            f"| {n} | {k} | {soft * 1e6:.0f} | {t['suite'] * 1e6:.0f} | {t['suite'] / soft:.2f}x "
+            f"| {t['torchmetrics ECE'] * 1e6:.0f} | {t['torchmetrics ECE'] / soft:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
