@@ -1,0 +1,128 @@
+"""SmoothingClassifier: the only place a smoothing strategy meets Lightning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from adaptls.metrics import CalibrationSuite
+from adaptls.smoothing import SmoothingStrategy
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class SmoothingClassifier(pl.LightningModule):
+    """A classifier trained with a pluggable label-smoothing strategy.
+
+    The strategy is driven only through its hooks, never by type:
+
+    - ``setup(num_classes, class_counts)`` once, here, with the datamodule's facts;
+    - ``strategy(logits, targets)`` is the training (and validation) loss;
+    - ``observe(logits, targets)`` after every training step (detached logits);
+    - ``on_epoch_end()`` at the end of every training epoch. Lightning calls this module's
+      ``on_train_epoch_end`` *before* the monitoring callbacks, so a checkpoint written at
+      the end of the epoch (``save_on_train_epoch_end``) already holds the updated state;
+    - ``on_validation_end(metrics)`` after every real (not sanity-check) validation epoch,
+      with the synced validation metrics (``val/...``) and per-class figures
+      (``val/class/acc``, ``val/class/confidence``, ``val/class/count``: (K,) tensors);
+    - ``log_values()`` is logged after every training step.
+
+    Args:
+        net: maps a batch of inputs to (B, K) logits.
+        strategy: the smoothing strategy (an ``nn.Module``; its state is checkpointed).
+        optimizer: builds the optimizer from the parameters (a Hydra ``_partial_``).
+        scheduler: builds an epoch-wise LR scheduler from the optimizer, or ``None``.
+        num_classes, class_counts: facts from the datamodule (training split counts).
+        n_bins: calibration bins for the metrics.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        strategy: SmoothingStrategy,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        *,
+        num_classes: int,
+        class_counts: Sequence[int] | None = None,
+        n_bins: int = 15,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.strategy = strategy
+        self.strategy.setup(num_classes=num_classes, class_counts=class_counts)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = num_classes
+        self.class_counts = list(class_counts) if class_counts is not None else None
+        self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+        self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.strategy(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss {loss.item()} at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); strategy "
+                f"{self.strategy!r} with values {self.strategy.log_values()}"
+            )
+        self.strategy.observe(logits.detach(), y)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        acc = (logits.detach().argmax(-1) == y).float().mean()
+        self.log("train/acc", acc, on_step=False, on_epoch=True)
+        values = self.strategy.log_values()
+        if values:
+            self.log_dict(values, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.strategy.on_epoch_end()
+
+    # ------------------------------------------------------------------ evaluation
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self.log("val/loss", self.strategy(logits, y), on_epoch=True, sync_dist=True)
+        self.val_metrics.update(logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._log_suite(self.val_metrics, "val")
+        if not self.trainer.sanity_checking:
+            per_class = {
+                f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()
+            }
+            self.strategy.on_validation_end({**metrics, **per_class})
+        self.val_metrics.reset()
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        self.test_metrics.update(self(x), y)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_suite(self.test_metrics, "test")
+        self.test_metrics.reset()
+
+    def _log_suite(self, suite: CalibrationSuite, stage: str) -> dict[str, float]:
+        values = {f"{stage}/{k}": float(v) for k, v in suite.compute().items()}
+        # Already synced across ranks by the metric itself: no sync_dist here.
+        self.log_dict(values, prog_bar=False)
+        return values
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
