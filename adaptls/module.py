@@ -99,9 +99,7 @@ class SmoothingClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self._log_suite(self.val_metrics, "val")
         if not self.trainer.sanity_checking:
-            per_class = {
-                f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()
-            }
+            per_class = {f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()}
             self.strategy.on_validation_end({**metrics, **per_class})
         self.val_metrics.reset()
 
@@ -125,4 +123,7 @@ class SmoothingClassifier(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

@@ -18,6 +18,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.loggers import WandbLogger
 
 from adaptls.config import ConfigError, instantiate_group
 from adaptls.module import SmoothingClassifier
@@ -74,9 +75,11 @@ def train(cfg: DictConfig) -> float | None:
         output_dir = Path(cfg.paths.output_dir)
         summary = module.strategy.summary()
         write_metrics(output_dir / "metrics.json", val, test, _resolved(cfg), summary, best)
-        print_table(val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})")
-    for logger in trainer.loggers:
-        _finish(logger, {**val, **test})
+        print_table(
+            val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
+        )
+    if trainer.is_global_zero:
+        _finish_wandb(trainer, {**val, **test})
     return val.get(cfg.optimized_metric)
 
 
@@ -92,12 +95,12 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def _finish(logger: Any, final: dict[str, float]) -> None:
-    """Close a W&B run so that the next multirun job starts its own."""
-    experiment = getattr(logger, "experiment", None)
-    if hasattr(experiment, "summary") and hasattr(experiment, "finish"):
-        experiment.summary.update(final)
-        experiment.finish()
+def _finish_wandb(trainer: pl.Trainer, final: dict[str, float]) -> None:
+    """Record the final metrics and close the W&B run, so the next multirun job starts its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.experiment.summary.update(final)
+            logger.experiment.finish()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
