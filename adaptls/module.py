@@ -90,11 +90,13 @@ class SmoothingClassifier(pl.LightningModule):
         self.strategy.on_epoch_end()
 
     # ------------------------------------------------------------------ evaluation
-    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
         logits = self(x)
         self.log("val/loss", self.strategy(logits, y), on_epoch=True, sync_dist=True)
         self.val_metrics.update(logits, y)
+        # Callbacks (temperature scaling, reliability diagrams) read these.
+        return {"logits": logits.detach(), "targets": y}
 
     def on_validation_epoch_end(self) -> None:
         metrics = self._log_suite(self.val_metrics, "val")
@@ -103,9 +105,11 @@ class SmoothingClassifier(pl.LightningModule):
             self.strategy.on_validation_end({**metrics, **per_class})
         self.val_metrics.reset()
 
-    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
-        self.test_metrics.update(self(x), y)
+        logits = self(x)
+        self.test_metrics.update(logits, y)
+        return {"logits": logits.detach(), "targets": y}
 
     def on_test_epoch_end(self) -> None:
         self._log_suite(self.test_metrics, "test")
