@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from adaptls.data.checks import check_choice, check_float, check_fraction, check_int
 from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
+from adaptls.data.sampler import EpochShuffleSampler
 from adaptls.data.split import stratified_split
 
 
@@ -32,10 +33,10 @@ class TensorDataModule(pl.LightningDataModule):
 
     Validation and test sets are left balanced. Batches are ``(inputs float32, targets
     int64, indices int64)``; ``indices`` are the positions of the samples within their split
-    (0..len-1), stable for the life of the datamodule. The training loader shuffles with its
-    own ``torch.Generator`` seeded from ``seed`` (so the order does not depend on how much of
-    the global RNG the model used); under DDP, Lightning swaps in a ``DistributedSampler``,
-    seeded by ``seed_everything``.
+    (0..len-1), stable for the life of the datamodule. The training loader shuffles with an
+    :class:`~adaptls.data.sampler.EpochShuffleSampler`: the order of epoch e depends only
+    on ``seed`` and e (not on the global RNG, and the same after a resume); under DDP,
+    Lightning swaps in a ``DistributedSampler``, seeded by ``seed_everything``.
 
     After ``prepare_data()`` and ``setup()`` (any stage; everything is loaded at once),
     ``class_counts`` (training split, after subsampling) and ``num_train`` are available.
@@ -91,8 +92,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.test_dataset = _indexed(x_test, y_test)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(self._require(self.train_dataset), shuffle=True, generator=generator)
+        dataset = self._require(self.train_dataset)
+        return self._loader(dataset, sampler=EpochShuffleSampler(len(dataset), self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.val_dataset), shuffle=False)
@@ -116,6 +117,9 @@ class TensorDataModule(pl.LightningDataModule):
     def _loader(self, dataset: TensorDataset, **kwargs: Any) -> DataLoader:
         return DataLoader(
             dataset,
+            # Its own generator: creating an iterator then never draws from the global RNG,
+            # which an exact resume restores (see adaptls.callbacks.RNGState).
+            generator=torch.Generator().manual_seed(self.seed),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
