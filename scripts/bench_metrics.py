@@ -80,8 +80,10 @@ def main() -> None:
 
     print(f"CalibrationSuite.update vs one softmax; {device}, {torch.get_num_threads()} threads, ")
     print(f"median of {args.repeats} interleaved repeats, float32 logits, 15 bins\n")
-    print("| N | K | softmax (us) | suite update (us) | suite / softmax "
-          "| torchmetrics ECE update (us) | torchmetrics / softmax |")
+    print(
+        "| N | K | softmax (us) | suite update (us) | suite / softmax "
+        "| torchmetrics ECE update (us) | torchmetrics / softmax |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, k in SHAPES:
         t = bench_shape(n, k, args.repeats, device)

@@ -1,0 +1,93 @@
+"""Temperature scaling: recovers a known temperature, never changes accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adaptls.calibration import fit_temperature
+
+
+def synthetic(t_true: float, n: int = 20_000, k: int = 10, seed: int = 0):
+    """Logits t_true * clean with labels drawn from softmax(clean): the right T is t_true."""
+    generator = torch.Generator().manual_seed(seed)
+    clean = 2 * torch.randn(n, k, generator=generator)
+    targets = torch.multinomial(torch.softmax(clean, -1), 1, generator=generator).squeeze(1)
+    return t_true * clean, targets
+
+
+@pytest.mark.parametrize("t_true", [0.5, 1.0, 2.5, 8.0])
+def test_recovers_a_known_temperature(t_true):
+    logits, targets = synthetic(t_true)
+    assert fit_temperature(logits, targets) == pytest.approx(t_true, rel=0.03)
+
+
+def test_minimises_the_nll():
+    logits, targets = synthetic(3.0, n=5000)
+    t = fit_temperature(logits, targets)
+
+    def nll(temperature: float) -> float:
+        return float(F.cross_entropy(logits.double() / temperature, targets))
+
+    assert nll(t) <= min(nll(t * 0.999), nll(t * 1.001))
+    assert nll(t) < nll(1.0)
+
+
+# Random logits may be separable or worse than chance: T then sits at a bound, with a warning.
+@pytest.mark.filterwarnings("ignore:the validation NLL is still decreasing")
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    k=st.integers(2, 20),
+    scale=st.floats(0.01, 30),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_never_changes_accuracy_and_is_deterministic(n, k, scale, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = scale * torch.randn(n, k, generator=generator)
+    targets = torch.randint(0, k, (n,), generator=generator)
+    t = fit_temperature(logits, targets)
+    assert 0.01 <= t <= 100
+    assert torch.equal((logits / t).argmax(-1), logits.argmax(-1))
+    assert fit_temperature(logits, targets) == t
+
+
+def test_ignored_rows_and_leading_dimensions():
+    logits, targets = synthetic(2.0, n=4000)
+    noisy = torch.cat([logits, 50 * torch.randn(500, 10)])
+    padded = torch.cat([targets, torch.full((500,), -100)])
+    expected = fit_temperature(logits, targets)
+    assert fit_temperature(noisy, padded) == pytest.approx(expected, rel=1e-9)
+    assert fit_temperature(logits.view(40, 100, 10), targets.view(40, 100)) == pytest.approx(
+        expected, rel=1e-9
+    )
+
+
+def test_separable_data_returns_the_lower_bound_with_a_warning():
+    targets = torch.arange(10) % 3
+    logits = 5 * F.one_hot(targets, 3).float()  # always right: NLL falls as T -> 0
+    with pytest.warns(RuntimeWarning, match="lower temperature bound 0.01"):
+        assert fit_temperature(logits, targets) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("logits", "targets", "kwargs", "message"),
+    [
+        (torch.randn(0, 3), torch.zeros(0, dtype=torch.long), {}, "at least one row"),
+        (torch.randn(2, 3), torch.full((2,), -100), {}, "at least one row"),
+        (torch.randn(4, 3), torch.zeros(5, dtype=torch.long), {}, "leading shape"),
+        (torch.randn(4, 1), torch.zeros(4, dtype=torch.long), {}, "K >= 2"),
+        (torch.randn(4, 3), torch.zeros(4), {}, "integer tensor"),
+        (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), {}, "floating"),
+        (torch.randn(2, 3), torch.tensor([0, 7]), {}, r"\[0, 3\).*\[7\]"),
+        (torch.tensor([[0.0, float("nan")]]), torch.tensor([0]), {}, "finite"),
+        (torch.randn(2, 3), torch.tensor([0, 1]), {"bounds": (2.0, 1.0)}, "0 < T_min < T_max"),
+        (torch.randn(2, 3), torch.tensor([0, 1]), {"max_iter": 0}, "max_iter"),
+    ],
+)
+def test_bad_input_is_named(logits, targets, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        fit_temperature(logits, targets, **kwargs)
