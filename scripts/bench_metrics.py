@@ -2,9 +2,12 @@
 
 Plain script (run by ``make bench``); prints a markdown table. Everything is timed in this
 one process with the candidates interleaved inside every repeat, and the median over
-repeats is reported, so a noisy neighbour slows all candidates alike.
+repeats is reported, so a noisy neighbour slows all candidates alike. ``--clock cpu``
+measures the CPU time this process spends instead of wall time: on a shared machine it is
+blind to the time other processes take the cores (use it with ``--threads 1``).
 
-    python scripts/bench_metrics.py [--repeats 31] [--threads N] [--device cpu|cuda]
+    python scripts/bench_metrics.py [--repeats 31] [--threads N] [--clock wall|cpu]
+                                    [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -22,20 +25,25 @@ from adaptls.metrics import CalibrationSuite
 SHAPES = ((4096, 10), (4096, 100), (1024, 1000))
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _timer(device: torch.device, clock: Callable[[], float]) -> Callable[[Callable], float]:
     def measure(fn: Callable[[], object]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return clock() - start
 
     return measure
 
 
-def bench_shape(n: int, k: int, repeats: int, device: torch.device) -> dict[str, float]:
+def bench_shape(
+    n: int, k: int, repeats: int, device: torch.device, clock: Callable[[], float]
+) -> dict[str, float]:
     """Median seconds per call of each candidate on one (N, K) batch."""
     generator = torch.Generator().manual_seed(0)
     logits = (3 * torch.randn(n, k, generator=generator)).to(device)
@@ -58,7 +66,7 @@ def bench_shape(n: int, k: int, repeats: int, device: torch.device) -> dict[str,
         "suite": suite_update,
         "torchmetrics ECE": torchmetrics_update,
     }
-    measure = _timer(device)
+    measure = _timer(device, clock)
     for fn in candidates.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -72,21 +80,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    print(f"CalibrationSuite.update vs one softmax; {device}, {torch.get_num_threads()} threads, ")
-    print(f"median of {args.repeats} interleaved repeats, float32 logits, 15 bins\n")
+    print(
+        f"CalibrationSuite.update vs one softmax: {device}, {torch.get_num_threads()} threads, "
+        f"{args.clock} clock, median of {args.repeats} interleaved repeats, float32 logits, "
+        f"15 bins\n"
+    )
     print(
         "| N | K | softmax (us) | suite update (us) | suite / softmax "
         "| torchmetrics ECE update (us) | torchmetrics / softmax |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n, k in SHAPES:
-        t = bench_shape(n, k, args.repeats, device)
+        t = bench_shape(n, k, args.repeats, device, CLOCKS[args.clock])
         soft = t["softmax"]
         print(
             f"| {n} | {k} | {soft * 1e6:.0f} | {t['suite'] * 1e6:.0f} | {t['suite'] / soft:.2f}x "

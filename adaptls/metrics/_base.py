@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from adaptls.metrics._inputs import Predictions, check_options, prepare_predictions
+from adaptls.metrics._inputs import Predictions, check_options, iter_predictions
 
 __all__ = ["PredictionMetric"]
 
@@ -50,19 +50,18 @@ class PredictionMetric(Metric):
         self.validate_args = validate_args
 
     def update(self, preds: Tensor, targets: Tensor) -> None:
-        batch = prepare_predictions(
+        for batch in iter_predictions(
             preds,
             targets,
             self.num_classes,
             input_type=self.input_type,
             ignore_index=self.ignore_index,
             validate_args=self.validate_args,
-        )
-        if batch.targets.numel() > 0:
+        ):
             self._accumulate(batch)
 
     def _accumulate(self, batch: Predictions) -> None:
-        """Add one prepared, non-empty batch to the states."""
+        """Add one prepared, non-empty chunk of rows to the states."""
         raise NotImplementedError
 
     def _add_sum_state(self, name: str, *shape: int) -> None:

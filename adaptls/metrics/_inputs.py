@@ -1,20 +1,33 @@
 """One batch of predictions, prepared once and shared by every metric's update.
 
 Preparing means: flatten (..., K) to (N, K), drop rows whose target is ``ignore_index``,
-turn logits into probabilities with ONE softmax, and take ONE max. Everything the metrics
-need per row is derived from these, so a suite of metrics costs one softmax, not one each.
+turn logits into probabilities with ONE softmax, and take ONE max, chunk of rows by chunk.
+Everything the metrics need per row is derived from these, so a suite of metrics costs one
+softmax, not one each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["INPUT_TYPES", "Predictions", "check_options", "prepare_predictions"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "INPUT_TYPES",
+    "Predictions",
+    "check_options",
+    "iter_predictions",
+    "predictions",
+]
 
 INPUT_TYPES = ("logits", "probs")
+# Probabilities per chunk of rows. On CPU 1 MiB of float32: small enough to stay in cache
+# while the softmax, max and binning passes run over it, big enough to amortise per-op
+# overhead. On accelerators chunks only bound memory (64 MiB), as each op is a kernel launch.
+CHUNK_ELEMENTS = {"cpu": 1 << 18, "other": 1 << 24}
 
 
 class Predictions(NamedTuple):
@@ -45,7 +58,7 @@ def check_options(num_classes: int, input_type: str, n_bins: int | None = None) 
         raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
 
 
-def prepare_predictions(
+def iter_predictions(
     preds: Tensor,
     targets: Tensor,
     num_classes: int,
@@ -53,9 +66,12 @@ def prepare_predictions(
     input_type: str = "logits",
     ignore_index: int | None = -100,
     validate_args: bool = True,
-) -> Predictions:
-    """Validate, flatten and filter ``preds`` (..., K) and ``targets`` (...), then softmax once.
+) -> Iterator[Predictions]:
+    """Validate, flatten and filter ``preds`` (..., K) and ``targets`` (...), then yield the
+    rows that count as :class:`Predictions`, chunk by chunk (nothing for no rows).
 
+    Chunks of at most ``CHUNK_ELEMENTS`` probabilities (or one row) bound every N x K
+    temporary, whatever the batch size (think (batch, sequence, vocabulary) logits).
     ``validate_args=False`` skips the value checks (target range, probabilities in [0, 1]
     summing to 1), which cost a device-to-host sync each; shape and dtype checks always run.
     """
@@ -69,6 +85,16 @@ def prepare_predictions(
     y = y.long()
     if validate_args:
         _check_targets(y, num_classes)
+    budget = CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
+    rows = max(1, budget // num_classes)
+    for start in range(0, y.numel(), rows):
+        yield predictions(
+            x[start : start + rows], y[start : start + rows], input_type, validate_args
+        )
+
+
+def predictions(x: Tensor, y: Tensor, input_type: str, validate_args: bool = True) -> Predictions:
+    """:class:`Predictions` of (N, K) logits or probabilities ``x`` and (N,) int64 targets."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if input_type == "logits":
         probs = torch.softmax(x, dim=-1, dtype=dtype)

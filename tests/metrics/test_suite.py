@@ -206,3 +206,21 @@ def test_bad_update_input_is_named(kwargs, preds, targets, message):
 def test_bad_constructor_argument_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CalibrationSuite(**kwargs)
+
+
+def test_rows_in_many_chunks_equal_one_chunk(monkeypatch):
+    from adaptls.metrics import _inputs
+
+    logits, targets = next(batches(shape=(60, 4)))
+    whole = CalibrationSuite(8, class_counts=COUNTS)
+    whole.update(logits, targets)
+    monkeypatch.setitem(_inputs.CHUNK_ELEMENTS, "cpu", 7 * 8)  # 7 rows per chunk
+    chunked = CalibrationSuite(8, class_counts=COUNTS)
+    chunked.update(logits, targets)
+    assert len(chunked.confidences) == -(-int((targets != -100).sum()) // 7)
+    for key, value in whole.compute().items():
+        torch.testing.assert_close(chunked.compute()[key], value, rtol=1e-6, atol=1e-7)
+    for view in ("per_class", "reliability"):
+        torch.testing.assert_close(
+            getattr(chunked, view)(), getattr(whole, view)(), rtol=1e-6, atol=1e-7, equal_nan=True
+        )
