@@ -30,8 +30,16 @@ def instantiate_group(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
         raise ConfigError(_explain(key, node, err)) from err
 
 
-def _explain(key: str, node: Any, err: InstantiationException) -> str:
-    cause = err.__cause__ or err
+def call_partial(cfg: DictConfig, key: str, factory: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a ``_partial_`` built from ``cfg.<key>``; a rejected value becomes a ConfigError."""
+    try:
+        return factory(*args, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(_explain(key, OmegaConf.select(cfg, key), err)) from err
+
+
+def _explain(key: str, node: Any, err: Exception) -> str:
+    cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
     message = str(cause.args[0]) if getattr(cause, "args", None) else str(cause)
     first = message.split(" ", 1)[0]
     if isinstance(node, DictConfig) and first in node:

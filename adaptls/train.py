@@ -12,15 +12,17 @@ config and the strategy's summary) and returns ``optimized_metric`` for sweepers
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 
-from adaptls.config import ConfigError, instantiate_group
+from adaptls.config import ConfigError, call_partial, instantiate_group
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_table, write_metrics
 
@@ -29,24 +31,46 @@ log = logging.getLogger(__name__)
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier, pl.Trainer]:
-    """Instantiate every component; configuration errors surface here, before training."""
+    """Instantiate every component; configuration errors surface here, before training.
+
+    Everything a config sets is validated before anything is loaded or written: the
+    partials (model, optimizer, scheduler) are called once here, the model with the data's
+    shape (known before its data is loaded), a throwaway optimizer and scheduler on its
+    parameters.
+    """
     strategy = instantiate_group(cfg, "smoothing")
     datamodule = instantiate_group(cfg, "data")
     model_factory = instantiate_group(cfg, "model")
     optimizer = instantiate_group(cfg, "optimizer")
     scheduler = instantiate_group(cfg, "scheduler") if cfg.get("scheduler") else None
+    net = call_partial(
+        cfg,
+        "model",
+        model_factory,
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+    )
+    trial = call_partial(cfg, "optimizer", optimizer, net.parameters())
+    if scheduler is not None:
+        call_partial(cfg, "scheduler", scheduler, trial)
+
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
+    for logger in loggers:
+        _quiet_wandb_init(logger)
+    show_progress = cfg.trainer.get("enable_progress_bar", True)
     callbacks = [
         instantiate_group(cfg, f"callbacks.{name}")
         for name, spec in (cfg.get("callbacks") or {}).items()
         # LearningRateMonitor refuses to run without a logger.
         if spec is not None and (loggers or name != "lr_monitor")
     ]
+    # Lightning refuses a progress-bar callback when the bar is switched off: drop it, so
+    # `+trainer.enable_progress_bar=false` is all it takes.
+    callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
     trainer = instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
-    net = model_factory(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     module = SmoothingClassifier(
         net,
         strategy,
@@ -60,26 +84,34 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Run fit, select the best validation checkpoint, test it, write ``metrics.json``."""
+    """Run fit, select the best validation checkpoint, test it, write ``metrics.json``.
+
+    Returns the validation value of ``cfg.optimized_metric`` for the best checkpoint. The
+    W&B run, if any, is finished on the way out, failed or not, so that the next multirun
+    job opens its own run instead of writing into this one.
+    """
+    _quiet_known_noise()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(_resolved(cfg))
-
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    best = _best_checkpoint(trainer)
-    val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-
-    if trainer.is_global_zero:
-        output_dir = Path(cfg.paths.output_dir)
-        summary = module.strategy.summary()
-        write_metrics(output_dir / "metrics.json", val, test, _resolved(cfg), summary, best)
-        print_table(
-            val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
-        )
-    if trainer.is_global_zero:
-        _finish_wandb(trainer, {**val, **test})
+    final: dict[str, float] | None = None
+    try:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(_resolved(cfg))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = _best_checkpoint(trainer)
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        if trainer.is_global_zero:
+            output_dir = Path(cfg.paths.output_dir)
+            summary = module.strategy.summary()
+            write_metrics(output_dir / "metrics.json", val, test, _resolved(cfg), summary, best)
+            print_table(
+                val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
+            )
+        final = {**val, **test}
+    finally:
+        if trainer.is_global_zero:
+            _finish_wandb(trainer, final)
     return val.get(cfg.optimized_metric)
 
 
@@ -95,12 +127,46 @@ def _resolved(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
-def _finish_wandb(trainer: pl.Trainer, final: dict[str, float]) -> None:
-    """Record the final metrics and close the W&B run, so the next multirun job starts its own."""
+def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:
+    """Record the final metrics and close the W&B run (``final=None``: the run failed)."""
     for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(final)
-            logger.experiment.finish()
+        # A run that failed before logging anything has no experiment: do not start one.
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            if final is not None:
+                logger.experiment.summary.update(final)
+            logger.experiment.finish(exit_code=0 if final is not None else 1)
+
+
+def _quiet_wandb_init(logger: Any) -> None:
+    # Lightning passes wandb.init(anonymous=None), which wandb >= 0.19 reports on every run
+    # as a deprecated setting ("The anonymous setting has no effect"): leave it unset.
+    if isinstance(logger, WandbLogger):
+        logger._wandb_init.pop("anonymous", None)
+
+
+def _quiet_known_noise() -> None:
+    """Silence messages that are expected here and tell the user nothing actionable."""
+    # The datamodules serve in-memory tensors: worker processes would only add start-up
+    # and copying cost, so num_workers=0 is the right default, not a bottleneck.
+    warnings.filterwarnings("ignore", message=r"The '\w+' does not have many workers")
+    # val/* and test/* values come from torchmetrics metrics that are already synced
+    # across ranks (CalibrationSuite); Lightning cannot see that and asks for sync_dist.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(val|test)/")
+    # Deprecations raised inside Lightning's own calls into torch (pytree LeafSpec,
+    # torch.distributed.nn all_gather): nothing the user can change.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+    warnings.filterwarnings(
+        "ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated"
+    )
+    # An advertisement for Lightning's hosted logger, printed on every run.
+    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _DropTip) for f in rank_zero_log.filters):
+        rank_zero_log.addFilter(_DropTip())
+
+
+class _DropTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
