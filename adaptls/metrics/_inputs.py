@@ -72,8 +72,9 @@ def iter_predictions(
 
     Chunks of at most ``CHUNK_ELEMENTS`` probabilities (or one row) bound every N x K
     temporary, whatever the batch size (think (batch, sequence, vocabulary) logits).
-    ``validate_args=False`` skips the value checks (target range, probabilities in [0, 1]
-    summing to 1), which cost a device-to-host sync each; shape and dtype checks always run.
+    ``validate_args=False`` skips the value checks (target range, no NaN, probabilities in
+    [0, 1] summing to 1), which cost a device-to-host sync each; shape and dtype checks
+    always run.
     """
     _check_shapes(preds, targets, num_classes)
     x = preds.detach().reshape(-1, num_classes)
@@ -105,6 +106,11 @@ def predictions(x: Tensor, y: Tensor, input_type: str, validate_args: bool = Tru
         if validate_args:
             _check_probs(probs, x.dtype)
     confidence, prediction = probs.max(dim=-1)
+    # A NaN anywhere in a row (NaN or +inf logits) makes its max NaN: one cheap (N,) check.
+    if validate_args and bool(confidence.isnan().any()):
+        raise ValueError(
+            f"preds contain NaN (or +inf logits) in {int(confidence.isnan().sum())} rows"
+        )
     return Predictions(
         logits=logits,
         probs=probs,

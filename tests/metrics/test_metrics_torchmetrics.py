@@ -32,7 +32,7 @@ def values(preds, targets, n_bins=15, **kwargs):
     return ours, theirs
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     n=st.integers(1, 300),
     k=st.integers(2, 12),

@@ -182,6 +182,8 @@ def test_forward_returns_batch_values_and_accumulates():
         ({}, torch.randn(2, 3), torch.tensor([0, -1]), r"\[-1\]"),
         ({"input_type": "probs"}, torch.full((2, 3), 0.5), torch.tensor([0, 1]), "sum to 1"),
         ({"input_type": "probs"}, torch.tensor([[1.5, -0.5, 0.0]]), torch.tensor([0]), r"\[0, 1\]"),
+        ({}, torch.tensor([[0.0, float("nan"), 1.0]]), torch.tensor([0]), "NaN"),
+        ({}, torch.tensor([[0.0, float("inf"), 1.0]]), torch.tensor([0]), "NaN"),
     ],
 )
 def test_bad_update_input_is_named(kwargs, preds, targets, message):
