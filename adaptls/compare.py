@@ -10,7 +10,9 @@ number. A key is swept when its value differs between runs:
 - keys named in the runs' ``.hydra/overrides.yaml`` (``smoothing.epsilon=0.2``,
   ``data=mnist1d_lt``: a config group's value is the option chosen);
 - any other resolved config value that differs *within* those groups, so runs that differ
-  in something not on their command line are never averaged together.
+  in something not on their command line are never averaged together (a key that some
+  runs lack, because it was added to the configs after they ran, counts only if the runs
+  that have it disagree).
 
 A swept key whose value follows from the strategy alone (``smoothing.epsilon`` when only
 ``uniform`` has one) adds no column. Seeds, paths and loggers never define a group.
@@ -273,10 +275,10 @@ def grouping_keys(runs: Sequence[Run], group_by: Sequence[str] = ()) -> list[str
                 f"unknown --group-by key {key!r}; the runs have: {', '.join(sorted(known))}"
             )
 
-    def follows(key: str, keys: Sequence[str]) -> bool:
+    def follows(key: str, keys: Sequence[str], among: Sequence[Run] = runs) -> bool:
         """True if ``key`` is constant within every group that ``keys`` define."""
         seen: dict[tuple, Any] = {}
-        for run in runs:
+        for run in among:
             group = tuple(_hashable(run.value(k)) for k in keys)
             if seen.setdefault(group, _hashable(run.value(key))) != _hashable(run.value(key)):
                 return False
@@ -289,7 +291,9 @@ def grouping_keys(runs: Sequence[Run], group_by: Sequence[str] = ()) -> list[str
             keys.append(key)
     hidden = sorted({k for run in runs for k in run.config} - set(keys))
     for key in hidden:
-        if not _is_run_specific(key) and not follows(key, keys):
+        # A key that older runs lack (added to the configs since) is no difference by itself.
+        having = [run for run in runs if key in run.config]
+        if not _is_run_specific(key) and not follows(key, keys, having):
             keys.append(key)
     return keys
 
@@ -436,7 +440,8 @@ def tradeoff_figure(
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         scale = _scale(metric)
-        for i, (label, points) in enumerate(lines.items()):
+        # Sorted by label so that a strategy keeps its colour whatever the table's order.
+        for i, (label, points) in enumerate(sorted(lines.items())):
             color = f"C{i % 10}"
             if all(x is None for x, _ in points):
                 mean, std = (scale * points[0][1].mean[metric], scale * points[0][1].std[metric])

@@ -296,6 +296,14 @@ def test_a_difference_hidden_from_the_overrides_still_splits_groups(tmp_path: Pa
     assert [g.key["smoothing.epsilon"] for g in result.groups] == [0.1, 0.3]
 
 
+def test_a_config_key_missing_from_older_runs_is_no_difference(tmp_path: Path) -> None:
+    write_run(tmp_path / "old", "uniform", 0, overrides=["seed=0"])
+    new = {"trainer": {"max_epochs": 2, "enable_progress_bar": True}}
+    write_run(tmp_path / "new", "uniform", 1, overrides=["seed=1"], extra_config=new)
+    (group,) = compare(load_runs([tmp_path])).groups
+    assert group.n == 2
+
+
 def test_group_by_adds_a_key(sweep: Path) -> None:
     result = compare(load(sweep), ["test/acc"], group_by=["data.imbalance_ratio"])
     assert result.keys == ("strategy", "data.imbalance_ratio", "smoothing.epsilon")
