@@ -12,6 +12,7 @@ config and the strategy's summary) and returns ``optimized_metric`` for sweepers
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from adaptls.config import ConfigError, call_partial, instantiate_group
 from adaptls.module import SmoothingClassifier
@@ -65,7 +67,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         if spec is not None and (loggers or name != "lr_monitor")
     ]
     # Lightning refuses a progress-bar callback when the bar is switched off: drop it, so
-    # `+trainer.enable_progress_bar=false` is all it takes.
+    # `trainer.enable_progress_bar=false` is all it takes.
     callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
     trainer = instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
 
@@ -176,6 +178,10 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         log.error("invalid configuration: %s", err)
         raise SystemExit(2) from None
+    except SIGTERMException:
+        # Lightning raises a bare SystemExit (status 0) on SIGTERM; a terminated run is
+        # not a success (CheckpointOnInterrupt has saved last.ckpt by now).
+        raise SystemExit(128 + signal.SIGTERM) from None
 
 
 if __name__ == "__main__":

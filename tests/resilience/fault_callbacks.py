@@ -1,0 +1,61 @@
+"""Callbacks the resilience tests inject into real runs (``+callbacks.x={_target_: ...}``):
+faults at chosen points, and a dump of every rank's strategy state."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class KillAtEpochStart(pl.Callback):
+    """SIGKILL this process (no cleanup at all) when epoch ``epoch`` starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAtStep(pl.Callback):
+    """Send ``signum`` to this process after global step ``step``."""
+
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM)) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+class PoisonWeightsAtEpoch(pl.Callback):
+    """Fill the first parameter with NaN when epoch ``epoch`` starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+class DumpStrategyState(pl.Callback):
+    """Write every rank's strategy state_dict to ``<dirpath>/rank<r>.pt`` at fit end."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: v.detach().cpu()
+            for k, v in pl_module.strategy.state_dict().items()
+            if torch.is_tensor(v)
+        }
+        torch.save(state, self.dirpath / f"rank{trainer.global_rank}.pt")

@@ -1,0 +1,104 @@
+"""Exact resume after SIGKILL, checkpoint on SIGTERM, atomic checkpoint files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from resilience_support import TINY, inject, metrics_of, run_train
+
+pytestmark = pytest.mark.slow
+
+
+def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    args = [*TINY, "smoothing=online"]
+    run_train(straight, *args)
+
+    killed = run_train(resumed, *args, inject("kill", "KillAtEpochStart", epoch=2), check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (resumed / "metrics.json").exists()
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    run_train(resumed, *args, "ckpt_path=last")
+    assert metrics_of(resumed) == metrics_of(straight)
+
+
+def test_sigterm_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = [*TINY, "smoothing=online"]
+    stopped = run_train(run_dir, *args, inject("term", "SignalAtStep", step=6), check=False)
+    assert stopped.returncode != 0
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 6  # mid-epoch 1: written by the interrupt, not the epoch end
+    assert not (run_dir / "metrics.json").exists()
+
+    run_train(run_dir, *args, "ckpt_path=last")
+    assert metrics_of(run_dir)["test/acc"] >= 0.0
+
+
+def test_non_finite_loss_stops_with_step_and_strategy_and_keeps_last_good_checkpoint(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    args = [*TINY, "smoothing=class_frequency", "data=mnist1d_lt"]
+    failed = run_train(run_dir, *args, inject("nan", "PoisonWeightsAtEpoch", epoch=1), check=False)
+    assert failed.returncode != 0
+    assert "non-finite training loss" in failed.stderr
+    assert "global step 4" in failed.stderr  # the first step of epoch 1
+    assert "ClassFrequencySmoothing(epsilon_head=0.3" in failed.stderr
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_a_kill_while_saving_never_corrupts_the_previous_checkpoint(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, torch
+        from adaptls.checkpoint_io import AtomicCheckpointIO
+        io = AtomicCheckpointIO()
+        io.save_checkpoint({{"step": 1, "w": torch.ones(10)}}, {str(target)!r})
+        real_save = torch.save
+        def save_then_die(obj, f, *a, **k):
+            f.write(b"half a checkpoint")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        torch.save = save_then_die
+        io.save_checkpoint({{"step": 2, "w": torch.zeros(10)}}, {str(target)!r})
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    state = torch.load(target, weights_only=True)
+    assert state["step"] == 1 and torch.equal(state["w"], torch.ones(10))
+    assert [p.name for p in tmp_path.glob("*.ckpt")] == ["last.ckpt"]
+
+
+def test_a_failed_save_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from adaptls.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, tmp_path / "last.ckpt")
+
+    def broken(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"step": 2}, tmp_path / "last.ckpt")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 1}
