@@ -344,6 +344,15 @@ def compare(
 
 def _group(key: dict[str, Any], runs: list[Run], metrics: Iterable[str]) -> Group:
     runs = sorted(runs, key=lambda r: _order(r.seed))
+    seeds = [run.seed for run in runs]
+    if len(set(map(_hashable, seeds))) < len(seeds):
+        # The same run copied twice, or two sweeps of one config: the std would be too small.
+        warnings.warn(
+            f"{', '.join(f'{k}={v}' for k, v in key.items())} has repeated seeds {seeds}: "
+            + ", ".join(str(run.path) for run in runs),
+            UserWarning,
+            stacklevel=3,
+        )
     mean, std, count = {}, {}, {}
     for metric in metrics:
         values = np.array([r.metrics[metric] for r in runs if metric in r.metrics])
@@ -548,7 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", metavar="RUN_OR_SWEEP_DIR")
     parser.add_argument(
-        "--metrics", nargs="+", help="metric names (default: test/acc, test/ece, ...)"
+        "--metrics",
+        nargs="+",
+        metavar="METRIC",
+        help="metric names (default: test/acc, test/ece, ... where reported)",
     )
     parser.add_argument(
         "--group-by",
@@ -569,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("always", SkippedRunWarning)
+        warnings.simplefilter("always")
         warnings.showwarning = _print_warning
         try:
             runs = load_runs(args.paths)

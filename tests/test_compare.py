@@ -304,6 +304,14 @@ def test_a_config_key_missing_from_older_runs_is_no_difference(tmp_path: Path) -
     assert group.n == 2
 
 
+def test_repeated_seed_in_a_group_is_warned(tmp_path: Path) -> None:
+    write_run(tmp_path / "a", "uniform", 0)
+    write_run(tmp_path / "copy" / "a", "uniform", 0)
+    with pytest.warns(UserWarning, match=r"strategy=uniform has repeated seeds \[0, 0\]: .*a, "):
+        (group,) = compare(load_runs([tmp_path])).groups
+    assert group.n == 2
+
+
 def test_group_by_adds_a_key(sweep: Path) -> None:
     result = compare(load(sweep), ["test/acc"], group_by=["data.imbalance_ratio"])
     assert result.keys == ("strategy", "data.imbalance_ratio", "smoothing.epsilon")
