@@ -8,7 +8,13 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
+from adaptls.smoothing._fused import fused_soft_target_cross_entropy
+from adaptls.smoothing.functional import (
+    check_inputs,
+    check_reduction,
+    check_soft_target,
+    dense_soft_targets,
+)
 
 
 class SoftTarget(NamedTuple):
@@ -70,9 +76,8 @@ class SmoothingStrategy(nn.Module):
                     f"class_counts must have one entry per class ({num_classes}), "
                     f"got shape {tuple(counts.shape)}"
                 )
-            if counts.is_floating_point() or counts.is_complex():
-                if not torch.equal(counts, counts.round()):
-                    raise ValueError(f"class_counts must be whole numbers, got {counts.tolist()}")
+            if counts.is_floating_point() and not torch.equal(counts, counts.round()):
+                raise ValueError(f"class_counts must be whole numbers, got {counts.tolist()}")
             if (counts < 0).any():
                 raise ValueError(f"class_counts must be >= 0, got {counts.tolist()}")
             counts = counts.to(torch.long)
@@ -91,17 +96,21 @@ class SmoothingStrategy(nn.Module):
         raise NotImplementedError
 
     def forward(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
-        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...)."""
+        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...).
+
+        ``reduction`` as in :func:`~adaptls.smoothing.soft_target_cross_entropy`.
+        """
+        check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
-        target = self.smoothing(x, y)
-        loss = soft_target_cross_entropy(
+        target = self._checked_target(x, y)
+        loss = fused_soft_target_cross_entropy(
             x,
             y,
             target.epsilon,
             target.prior,
-            prior_index=target.prior_index,
-            ignore_index=self.ignore_index,
-            reduction=reduction,
+            target.prior_index,
+            self.ignore_index,
+            reduction,
         )
         return loss.view(targets.shape) if reduction == "none" else loss
 
@@ -112,7 +121,7 @@ class SmoothingStrategy(nn.Module):
         Rows whose target is ``ignore_index`` are all zero.
         """
         x, y = self._flatten_checked(logits, targets)
-        target = self.smoothing(x, y)
+        target = self._checked_target(x, y)
         t = dense_soft_targets(
             y,
             x.shape[-1],
@@ -150,36 +159,22 @@ class SmoothingStrategy(nn.Module):
 
     # ------------------------------------------------------------------ input checks
     def _flatten_checked(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, K) logits and (N,) int64 targets, after checking them against the setup."""
         num_classes = self.require_num_classes()
-        if not torch.is_tensor(logits) or not logits.is_floating_point():
-            raise TypeError(
-                f"logits must be a floating-point tensor, got "
-                f"{getattr(logits, 'dtype', type(logits).__name__)}"
-            )
-        if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
-            raise TypeError(
-                f"targets must be an integer tensor of class indices, got "
-                f"{getattr(targets, 'dtype', type(targets).__name__)}"
-            )
-        if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
+        x, y = check_inputs(logits, targets, self.ignore_index)
+        if x.shape[1] != num_classes:
             raise ValueError(
-                f"logits must be shaped (..., K) with targets (...): got logits "
-                f"{tuple(logits.shape)} and targets {tuple(targets.shape)}"
-            )
-        if logits.shape[-1] != num_classes:
-            raise ValueError(
-                f"logits have {logits.shape[-1]} classes but the strategy was set up "
+                f"logits have {x.shape[1]} classes but the strategy was set up "
                 f"with num_classes={num_classes}"
             )
-        y = targets.reshape(-1).long()
-        bad = ((y < 0) | (y >= num_classes)) & (y != self.ignore_index)
-        if bad.any():
-            value = y[bad][0].item()
-            raise ValueError(
-                f"target {value} is out of range: allowed are 0..{num_classes - 1} "
-                f"or ignore_index={self.ignore_index}"
-            )
-        return logits.reshape(-1, num_classes), y
+        return x, y
+
+    def _checked_target(self, x: Tensor, y: Tensor) -> SoftTarget:
+        target = self.smoothing(x, y)
+        prior, prior_index = check_soft_target(
+            target.epsilon, target.prior, target.prior_index, y.shape, x.shape[1]
+        )
+        return SoftTarget(target.epsilon, prior, prior_index)
 
 
 def check_epsilon(name: str, value: float) -> float:
