@@ -78,9 +78,11 @@ class SmoothingClassifier(pl.LightningModule):
                 f"{self.strategy!r} with values {self.strategy.log_values()}"
             )
         self.strategy.observe(logits.detach(), y)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
+        # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         acc = (logits.detach().argmax(-1) == y).float().mean()
-        self.log("train/acc", acc, on_step=False, on_epoch=True)
+        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
         values = self.strategy.log_values()
         if values:
             self.log_dict(values, on_step=True, on_epoch=False)

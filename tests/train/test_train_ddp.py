@@ -1,0 +1,39 @@
+"""trainer=ddp_cpu end to end: two gloo processes, one output directory, one metrics.json,
+one W&B run, one closing table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_cpu_run_writes_one_output_dir_and_one_metrics_json(
+    run_cli, read_wandb_run, tmp_path, tiny, small
+):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "trainer=ddp_cpu", "smoothing=online", f"hydra.run.dir={run_dir}", *tiny, *small,
+        cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "Starting with 2 processes" in output
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same directory
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second output dir
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json")] == [
+        run_dir.relative_to(tmp_path) / "metrics.json"
+    ]
+    assert result.stdout.count("| test |") == 1  # rank 0 alone reports
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["config"]["trainer"]["devices"] == 2
+    for name, value in {**metrics["val"], **metrics["test"]}.items():
+        assert value is not None and math.isfinite(value), name
+    assert metrics["strategy"]["name"] == "online"
+
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    assert read_wandb_run(wandb_run)["exit_code"] == 0

@@ -1,0 +1,100 @@
+"""Short CPU runs, one per strategy: metrics.json, the returned metric, the closing table,
+the stateful strategy's hooks, and bit-identical metrics for a repeated seed."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from omegaconf import OmegaConf
+
+from adaptls.train import CONFIG_DIR, train
+
+STRATEGIES = sorted(p.stem for p in (Path(CONFIG_DIR) / "smoothing").glob("*.yaml"))
+HEADLINE = ("acc", "ece", "nll", "brier", "adaece", "cw_ece", "mce")
+
+
+def run(compose_train, output_dir: Path, *overrides: str) -> dict[str, Any]:
+    """Train in-process; the config, the return value, stdout and metrics.json."""
+    cfg = compose_train(*overrides, output_dir=output_dir)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        result = train(cfg)
+    return {
+        "cfg": cfg,
+        "resolved": OmegaConf.to_container(cfg, resolve=True),
+        "result": result,
+        "stdout": stdout.getvalue(),
+        "metrics": json.loads((output_dir / "metrics.json").read_text()),
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(compose_train, tmp_path_factory, tiny, small) -> dict[str, dict[str, Any]]:
+    """One short run per strategy (CSV logger, so the LR monitor runs too)."""
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        name: run(compose_train, root / name, f"smoothing={name}", "logger=csv", *tiny, *small)
+        for name in STRATEGIES
+    }
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_metrics_json_holds_finite_metrics_config_and_strategy(runs, name):
+    cfg, metrics = runs[name]["cfg"], runs[name]["metrics"]
+    for split in ("val", "test"):
+        for metric in HEADLINE:
+            value = metrics[split][f"{split}/{metric}"]
+            assert isinstance(value, float) and math.isfinite(value), (split, metric, value)
+        assert 0 <= metrics[split][f"{split}/acc"] <= 1
+    assert all(v is not None for v in {**metrics["val"], **metrics["test"]}.values())
+    assert metrics["config"] == runs[name]["resolved"]
+    assert "${" not in json.dumps(metrics["config"])  # resolved, not interpolations
+    assert metrics["strategy"]["name"] == name
+    for key, value in metrics["strategy"]["hparams"].items():
+        assert cfg.smoothing.get(key, value) == value  # the configured hyperparameters
+    assert Path(metrics["checkpoint"]).is_file()
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_the_optimized_metric_is_returned_and_the_table_printed(runs, name):
+    result, cfg, metrics = runs[name]["result"], runs[name]["cfg"], runs[name]["metrics"]
+    assert result == metrics["val"][cfg.optimized_metric]
+    table = runs[name]["stdout"]
+    assert "| val |" in table and "| test |" in table
+    assert f"{metrics['test']['test/acc']:.4f}" in table
+
+
+def test_online_smoothing_learned_its_matrix_during_the_epoch(runs):
+    """OnlineSmoothing's S starts uniform; observe + on_epoch_end must have moved it."""
+    summary = runs["online"]["metrics"]["strategy"]
+    rows = summary["S"]
+    k = len(rows)
+    assert k == runs["online"]["cfg"].data.num_classes
+    for row in rows:
+        assert math.isclose(sum(row), 1.0, rel_tol=1e-5)
+    moved = [r for r in rows if any(abs(p - 1 / k) > 1e-3 for p in r)]
+    assert moved, "S is still uniform: the training hooks did not run"
+    assert summary["smoothing/S_diag_mean"] > 1 / k  # a correct prediction weighs its class
+
+
+def test_the_same_seed_gives_identical_metrics(runs, compose_train, tmp_path, tiny, small):
+    first = runs["uniform"]["metrics"]
+    again = run(compose_train, tmp_path / "again", "smoothing=uniform", "logger=csv", *tiny, *small)
+    assert again["metrics"]["val"] == first["val"]
+    assert again["metrics"]["test"] == first["test"]
+    other = run(
+        compose_train,
+        tmp_path / "other",
+        "smoothing=uniform",
+        "seed=1",
+        "logger=none",
+        *tiny,
+        *small,
+    )
+    assert other["metrics"]["val"] != first["val"]  # the seed is what made them equal
