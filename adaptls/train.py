@@ -59,6 +59,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
     for logger in loggers:
         _quiet_wandb_init(logger)
+    loggers = [logger for logger in loggers if _started(logger)]
     show_progress = cfg.trainer.get("enable_progress_bar", True)
     callbacks = [
         instantiate_group(cfg, f"callbacks.{name}")
@@ -137,6 +138,23 @@ def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:
             if final is not None:
                 logger.experiment.summary.update(final)
             logger.experiment.finish(exit_code=0 if final is not None else 1)
+
+
+def _started(logger: Any) -> bool:
+    """Start a logger's run now; one that cannot start (W&B with a bad mode, an unwritable
+    directory, ...) is dropped with one warning, and the run goes on without it."""
+    try:
+        logger.experiment  # noqa: B018 - creating the run is the point
+    except Exception as err:
+        log.warning(
+            "%s could not start, training continues without it "
+            "(metrics.json is still written): %s: %s",
+            type(logger).__name__,
+            type(err).__name__,
+            err,
+        )
+        return False
+    return True
 
 
 def _quiet_wandb_init(logger: Any) -> None:

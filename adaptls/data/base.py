@@ -7,12 +7,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset, default_collate
 
 from adaptls.data.checks import check_choice, check_float, check_fraction, check_int
 from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
-from adaptls.data.sampler import EpochShuffleSampler
 from adaptls.data.split import stratified_split
 
 
@@ -33,10 +33,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     Validation and test sets are left balanced. Batches are ``(inputs float32, targets
     int64, indices int64)``; ``indices`` are the positions of the samples within their split
-    (0..len-1), stable for the life of the datamodule. The training loader shuffles with an
-    :class:`~adaptls.data.sampler.EpochShuffleSampler`: the order of epoch e depends only
-    on ``seed`` and e (not on the global RNG, and the same after a resume); under DDP,
-    Lightning swaps in a ``DistributedSampler``, seeded by ``seed_everything``.
+    (0..len-1), stable for the life of the datamodule. The training loader shuffles with
+    :func:`epoch_shuffle`: the order of epoch e depends only on ``seed`` and e (not on the
+    global RNG, nor on the number of processes, and it is the same after a resume).
 
     After ``prepare_data()`` and ``setup()`` (any stage; everything is loaded at once),
     ``class_counts`` (training split, after subsampling) and ``num_train`` are available.
@@ -93,7 +92,7 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require(self.train_dataset)
-        return self._loader(dataset, sampler=EpochShuffleSampler(len(dataset), self.seed))
+        return self._loader(dataset, sampler=epoch_shuffle(dataset, self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.val_dataset), shuffle=False)
@@ -133,6 +132,22 @@ class TensorDataModule(pl.LightningDataModule):
                 f"{type(self).__name__} has no data yet: call prepare_data() and setup() first"
             )
         return dataset
+
+
+def epoch_shuffle(dataset: TensorDataset, seed: int) -> DistributedSampler:
+    """The training order: epoch e is ``randperm(n)`` seeded with ``seed + e``, dealt
+    round-robin to the ranks (one rank without a process group).
+
+    So the global batch k (the union over ranks of their batch k) is the same slice of the
+    same permutation for any number of processes: DDP on W processes with per-rank batch B
+    sees exactly the batches of one process with batch W * B, and a resumed run sees what
+    the uninterrupted run saw. Lightning calls ``set_epoch`` every epoch and leaves a
+    ``DistributedSampler`` as it is (its own wrapper would reshuffle the positions).
+    """
+    replicas, rank = 1, 0
+    if dist.is_available() and dist.is_initialized():
+        replicas, rank = dist.get_world_size(), dist.get_rank()
+    return DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
 
 
 def _indexed(x: Tensor, y: Tensor) -> TensorDataset:
