@@ -34,7 +34,7 @@ def inject(name: str, cls: str, **kwargs: Any) -> str:
 def run_train(
     run_dir: Path,
     *overrides: str,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     check: bool = True,
     timeout: float = 600,
     multirun: bool = False,
@@ -57,6 +57,7 @@ def run_train(
         "HYDRA_FULL_ERROR": "1",
         **(env or {}),
     }
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
     proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(

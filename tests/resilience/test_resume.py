@@ -49,9 +49,10 @@ def test_non_finite_loss_stops_with_step_and_strategy_and_keeps_last_good_checkp
     args = [*TINY, "smoothing=class_frequency", "data=mnist1d_lt"]
     failed = run_train(run_dir, *args, inject("nan", "PoisonWeightsAtEpoch", epoch=1), check=False)
     assert failed.returncode != 0
-    assert "non-finite training loss" in failed.stderr
-    assert "global step 4" in failed.stderr  # the first step of epoch 1
-    assert "ClassFrequencySmoothing(epsilon_head=0.3" in failed.stderr
+    output = failed.stdout + failed.stderr
+    assert "non-finite training loss" in output
+    assert "global step 4" in output  # the first step of epoch 1
+    assert "ClassFrequencySmoothing(epsilon_head=0.3" in output
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0
     assert all(
