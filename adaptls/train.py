@@ -20,7 +20,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -56,10 +56,10 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     if scheduler is not None:
         call_partial(cfg, "scheduler", scheduler, trial)
 
+    # Built, not started: a logger's run begins in `train`, once everything is validated.
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
     for logger in loggers:
         _quiet_wandb_init(logger)
-    loggers = [logger for logger in loggers if _started(logger)]
     show_progress = cfg.trainer.get("enable_progress_bar", True)
     callbacks = [
         instantiate_group(cfg, f"callbacks.{name}")
@@ -98,6 +98,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule, module, trainer = build(cfg)
     final: dict[str, float] | None = None
     try:
+        _start_loggers(trainer)
         for logger in trainer.loggers:
             logger.log_hyperparams(_resolved(cfg))
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -138,6 +139,16 @@ def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:
             if final is not None:
                 logger.experiment.summary.update(final)
             logger.experiment.finish(exit_code=0 if final is not None else 1)
+
+
+def _start_loggers(trainer: pl.Trainer) -> None:
+    """Start every logger's run; drop those that cannot start (and, if none is left, the
+    LearningRateMonitor, which refuses to run without a logger)."""
+    started = [logger for logger in trainer.loggers if _started(logger)]
+    if len(started) < len(trainer.loggers):
+        trainer.loggers = started
+    if not started:
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
 
 
 def _started(logger: Any) -> bool:
