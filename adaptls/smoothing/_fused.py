@@ -79,7 +79,6 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
             scale = 1.0 / max(int((targets != ignore_index).sum()), 1)
         eager = needs_grad and logits.dtype == cdt
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format) if eager else None
-        weight = torch.tensor(scale, dtype=cdt, device=logits.device) if eager else None
         kernel = _Kernel(logits, targets, eps, prior, prior_index, ignore_index)
         chunks = kernel.chunks()
         if reduction == "none":
@@ -87,11 +86,10 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
         else:
             out = torch.zeros(len(chunks), dtype=cdt, device=logits.device)
         for i, (s, e) in enumerate(chunks):
-            row = kernel(s, e, weight, grad)
             if reduction == "none":
-                out[s:e] = row
+                out[s:e] = kernel(s, e, "rows", scale if eager else None, grad)
             else:
-                out[i] = row.sum()
+                out[i] = kernel(s, e, "sum", scale if eager else None, grad)
         ctx.save_for_backward(logits, targets, *_tensors(eps, prior, prior_index))
         # Not a saved tensor: the backward hands it out and lets go of it, so autograd can
         # take it as the logits' .grad without a copy.
@@ -115,18 +113,18 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
         prior = rest.pop(0) if ctx.has_prior else None
         prior_index = rest.pop(0) if ctx.has_index else None
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        weight = grad_output.to(_compute_dtype(logits.dtype)) * ctx.scale
         kernel = _Kernel(logits, targets, eps, prior, prior_index, ctx.ignore_index)
+        scaling = None if _all_ones(grad_output) else grad_output.reshape(-1, 1)
         for s, e in kernel.chunks():
-            kernel(s, e, weight if weight.dim() == 0 else weight[s:e], grad)
+            rows = scaling if scaling is None or scaling.numel() == 1 else scaling[s:e]
+            kernel(s, e, None, ctx.scale, grad, rows)
         return grad, *nones
 
 
 class _Kernel:
-    """Loss rows of a chunk of rows (0 where ignored) and, given weights w (a 0-d tensor or
-    one per row), the gradient rows w_i * (softmax(x_i) - t_i) written into ``grad``:
-    straight into it when it has the compute dtype, else built in the work buffer and
-    cast once."""
+    """One chunk of rows: their loss and, given weights w, the gradient rows
+    w_i * (softmax(x_i) - t_i) written into ``grad`` (straight into it when it has the
+    compute dtype, else built in the work buffer and cast once)."""
 
     def __init__(self, logits, targets, eps, prior, prior_index, ignore_index) -> None:
         self.logits, self.targets, self.eps = logits, targets, eps
@@ -142,78 +140,92 @@ class _Kernel:
         step = max(1, elements // max(k, 1))
         return [(s, min(s + step, n)) for s in range(0, n, step)]
 
-    def __call__(self, s: int, e: int, weight: Tensor | None, grad: Tensor | None) -> Tensor:
+    def __call__(
+        self,
+        s: int,
+        e: int,
+        loss: str | None,
+        scale: float | None,
+        grad: Tensor | None,
+        grad_output: Tensor | None = None,
+    ) -> Tensor | None:
+        """The loss of rows s..e (0 where ignored): per row (``loss="rows"``), summed
+        (``"sum"``) or not at all (None). With ``scale``, also their gradient rows
+        scale * (softmax - t), times ``grad_output`` (one value, or one per row) if given:
+        the same arithmetic as scaling the forward's gradient in the backward, so a
+        recomputed gradient equals it bit for bit."""
         x = self.logits[s:e]
         keep = self.targets[s:e] != self.ignore_index
         y = torch.where(keep, self.targets[s:e], 0).unsqueeze(1)
-        eps = self.eps if isinstance(self.eps, float) else self.eps[s:e]
+        counted = keep.to(self.cdt)
+        eps = counted * self.eps if isinstance(self.eps, float) else counted * self.eps[s:e]
         # the max in the logits' dtype is exact; the subtraction promotes to cdt
         self.work = z = _buffer(self.work, e - s, x.shape[1], self.cdt, x.device)
         torch.sub(x, x.amax(dim=1, keepdim=True).to(self.cdt), out=z)
         z_y = z.gather(1, y).squeeze(1)
-        row = -z_y
-        if self.smoothed:
-            row = row.add_((z_y - self.prior.dot(z, s, e)).mul_(eps))
+        # Per-row priors are read once, as eps_i * u_i: for the gradient and the loss (a
+        # summed loss needs only sum_i eps_i <u_i, z_i>, one flat dot product).
+        scaled = self.prior.scaled_rows(eps, s, e) if self.smoothed and self.prior.per_row else None
+        prior_sum = 0.0
+        row = z_y * (eps - 1.0)
+        if loss is not None and self.smoothed:
+            if scaled is None:
+                row = row.sub_(eps * self.prior.dot(z))
+            elif loss == "sum":
+                prior_sum = torch.dot(scaled.view(-1), z.view(-1))
+            else:
+                row = row.sub_(torch.linalg.vecdot(scaled, z))
         total = z.exp_().sum(dim=1)
-        row = torch.where(keep, row.add_(total.log()), 0.0)
-        if weight is not None:
-            w = torch.where(keep, weight, 0.0)
+        if scale is not None:
             g = grad[s:e] if grad.dtype == self.cdt else z
-            torch.mul(z, (w / total).unsqueeze(1), out=g)
-            if self.smoothed:
-                self.prior.subtract_(g, w * eps, s, e)
-            g.scatter_add_(1, y, (w * (eps - 1.0)).unsqueeze(1))
+            torch.mul(z, (counted * scale / total).unsqueeze(1), out=g)
+            if scaled is not None:
+                g.sub_(scaled, alpha=scale)
+            elif self.smoothed:
+                self.prior.subtract_(g, eps * scale)
+            g.scatter_add_(1, y, ((eps - counted) * scale).unsqueeze(1))
+            if grad_output is not None:
+                g.mul_(grad_output.to(self.cdt))
             if g is z:
                 grad[s:e] = z
-        return row
+        if loss is None:
+            return None
+        row = torch.where(keep, row.add_(total.log()), 0.0)
+        return row if loss == "rows" else row.sum() - prior_sum
 
 
 class _Prior:
-    """The priors u_i of a chunk of rows: uniform (``None``), one shared (K,) prior, (N, K)
-    rows, or rows of an (M, K) table picked by an index. Per-row priors of a chunk are
-    read once (gathered, or cast, into a reused buffer) and serve both the loss and the
-    gradient of that chunk."""
+    """The prior: uniform (``None``), one shared (K,) prior, (N, K) rows, or rows of an
+    (M, K) table picked by an index. Per-row priors of a chunk are read once, gathered (or
+    cast) into one reused buffer."""
 
     def __init__(self, prior: Tensor | None, index: Tensor | None, k: int, dtype) -> None:
         self.k, self.dtype, self.index = k, dtype, index
         self.prior = prior.to(dtype) if prior is not None and prior.dim() == 1 else prior
+        self.per_row = prior is not None and prior.dim() == 2
         self.buffer: Tensor | None = None
-        self.span: tuple[int, int] | None = None
-        self.current: Tensor | None = None
 
-    def rows(self, s: int, e: int) -> Tensor:
-        """u_i for rows s..e: a slice of the (N, K) rows, or rows gathered into the buffer."""
-        if self.span == (s, e):
-            return self.current
-        if self.index is None and self.prior.dtype == self.dtype:
-            u = self.prior[s:e]
+    def scaled_rows(self, c: Tensor, s: int, e: int) -> Tensor:
+        """c_i * u_i for rows s..e of a per-row prior, in the buffer."""
+        self.buffer = u = _buffer(self.buffer, e - s, self.k, self.dtype, self.prior.device)
+        if self.index is None:
+            return torch.mul(self.prior[s:e], c.unsqueeze(1), out=u)
+        if self.prior.dtype == self.dtype:
+            torch.index_select(self.prior, 0, self.index[s:e], out=u)
         else:
-            self.buffer = u = _buffer(self.buffer, e - s, self.k, self.dtype, self.prior.device)
-            if self.index is None:
-                u.copy_(self.prior[s:e])
-            elif self.prior.dtype == self.dtype:
-                torch.index_select(self.prior, 0, self.index[s:e], out=u)
-            else:
-                u.copy_(self.prior[self.index[s:e]])
-        self.span, self.current = (s, e), u
-        return u
+            u.copy_(self.prior[self.index[s:e]])
+        return u.mul_(c.unsqueeze(1))
 
-    def dot(self, z: Tensor, s: int, e: int) -> Tensor:
-        """<u_i, z_i> for the chunk's rows z."""
-        if self.prior is None:
-            return z.mean(dim=1)
-        if self.prior.dim() == 1:
-            return z @ self.prior
-        return torch.linalg.vecdot(self.rows(s, e), z)
+    def dot(self, z: Tensor) -> Tensor:
+        """<u, z_i> for a uniform or shared prior u."""
+        return z.mean(dim=1) if self.prior is None else z @ self.prior
 
-    def subtract_(self, g: Tensor, c: Tensor, s: int, e: int) -> None:
-        """g -= c_i * u_i, in place, for per-row weights c."""
+    def subtract_(self, g: Tensor, c: Tensor) -> None:
+        """g -= c_i * u, in place, for a uniform or shared prior u and per-row weights c."""
         if self.prior is None:
             g.sub_((c / self.k).unsqueeze(1))
-        elif self.prior.dim() == 1:
-            g.addr_(c, self.prior, alpha=-1.0)
         else:
-            g.addcmul_(self.rows(s, e), c.unsqueeze(1), value=-1.0)
+            g.addr_(c, self.prior, alpha=-1.0)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
