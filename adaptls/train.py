@@ -12,6 +12,7 @@ config and the strategy's summary) and returns ``optimized_metric`` for sweepers
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
@@ -94,6 +96,7 @@ def train(cfg: DictConfig) -> float | None:
     job opens its own run instead of writing into this one.
     """
     _quiet_known_noise()
+    _set_cpu_threads(cfg.get("cpu_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
     final: dict[str, float] | None = None
@@ -109,6 +112,7 @@ def train(cfg: DictConfig) -> float | None:
             output_dir = Path(cfg.paths.output_dir)
             summary = module.strategy.summary()
             write_metrics(output_dir / "metrics.json", val, test, _resolved(cfg), summary, best)
+            log.info("metrics written to %s", output_dir / "metrics.json")
             print_table(
                 val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
             )
@@ -117,6 +121,17 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             _finish_wandb(trainer, final)
     return val.get(cfg.optimized_metric)
+
+
+def _set_cpu_threads(threads: Any) -> None:
+    """Use ``threads`` CPU threads in this process and in the ones it launches (DDP ranks
+    inherit ``OMP_NUM_THREADS``, which Lightning then leaves alone); ``None``: torch's."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"cpu_threads must be an int >= 1 or null, got {threads!r}")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from adaptls.train import CONFIG_DIR, train
@@ -30,6 +31,7 @@ def run(compose_train, output_dir: Path, *overrides: str) -> dict[str, Any]:
         "resolved": OmegaConf.to_container(cfg, resolve=True),
         "result": result,
         "stdout": stdout.getvalue(),
+        "threads": torch.get_num_threads(),
         "metrics": json.loads((output_dir / "metrics.json").read_text()),
     }
 
@@ -68,6 +70,11 @@ def test_the_optimized_metric_is_returned_and_the_table_printed(runs, name):
     table = runs[name]["stdout"]
     assert "| val |" in table and "| test |" in table
     assert f"{metrics['test']['test/acc']:.4f}" in table
+
+
+def test_the_run_uses_the_configured_cpu_threads(runs):
+    for name in STRATEGIES:
+        assert runs[name]["threads"] == runs[name]["cfg"].cpu_threads
 
 
 def test_online_smoothing_learned_its_matrix_during_the_epoch(runs):

@@ -26,6 +26,7 @@ BAD_VALUES = {
     "+smoothing.typo=1": ["smoothing", "typo"],
     "trainer.precision=bogus": ["trainer", "bogus"],
     "callbacks.model_checkpoint.save_top_k=-5": ["callbacks.model_checkpoint", "-5"],
+    "cpu_threads=0": ["cpu_threads", ">= 1", "0"],
 }
 
 

@@ -70,6 +70,10 @@ def test_a_multirun_gives_one_wandb_run_per_job_grouped_by_sweep(
         (run_dir,) = offline_runs(sweep_dir / job)
         runs[job] = read_wandb_run(run_dir)
         assert (sweep_dir / job / "metrics.json").is_file()
+        assert (
+            f"metrics written to {sweep_dir / job / 'metrics.json'}"
+            in (sweep_dir / job / "train.log").read_text()
+        )
     assert runs["0"]["id"] != runs["1"]["id"]
     assert [r["group"] for r in runs.values()] == ["sweep-7", "sweep-7"]
     assert [r["config"]["seed"] for r in runs.values()] == [0, 1]
