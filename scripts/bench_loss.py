@@ -4,17 +4,24 @@ For each (N, K) it prints forward+backward time as a ratio to
 ``F.cross_entropy(label_smoothing=0.1)`` measured in the same process (interleaved
 repeats, median), and the extra peak memory in units of L = N * K * 4 bytes (the size of
 the fp32 logits). On CUDA memory comes from ``torch.cuda.max_memory_allocated``; on CPU
-each (case, size) runs once in a fresh subprocess and reports its peak RSS growth
-(glibc's mmap threshold is pinned so freed blocks go back to the OS).
+each (case, size) runs once in a fresh subprocess that resets the kernel's peak-RSS mark
+(/proc/self/clear_refs) after building its inputs and reports the peak's growth over the
+resident size before the step (glibc's mmap threshold is pinned low so freed blocks go
+back to the OS and the resident size follows what is live).
 
-    python scripts/bench_loss.py [--device cuda] [--repeats 15] [--sizes 65536x10,...]
+``--clock cpu`` times with this thread's CPU time instead of wall time: on a machine that
+other jobs load, it leaves out the time the benchmark spends descheduled (use it with
+``--threads 1``: with more threads, CPU time counts other threads' work and spinning).
+
+    python scripts/bench_loss.py [--device cuda] [--threads 1] [--clock cpu]
+                                 [--repeats 15] [--sizes 65536x10,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -78,7 +85,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_all(n: int, k: int, device: str, repeats: int) -> dict[str, float]:
+def time_all(n: int, k: int, device: str, repeats: int, clock: Callable[[], float]) -> dict:
     inp = make_inputs(n, k, device)
     fns = cases(inp)
     for fn in fns.values():  # warm-up
@@ -87,10 +94,10 @@ def time_all(n: int, k: int, device: str, repeats: int) -> dict[str, float]:
     for _ in range(repeats):  # interleaved: every case sees the same machine state
         for name, fn in fns.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             step(fn, inp["logits"])
             sync(device)
-            samples[name].append(time.perf_counter() - t0)
+            samples[name].append(clock() - t0)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -106,10 +113,10 @@ def peak_extra_cuda(n: int, k: int, name: str) -> float:
     return (torch.cuda.max_memory_allocated() - base) / (n * k * 4)
 
 
-def peak_extra_cpu(n: int, k: int, name: str) -> float:
+def peak_extra_cpu(n: int, k: int, name: str, threads: int) -> float:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-worker", f"{n}x{k}", name],
+        [sys.executable, __file__, "--threads", str(threads), "--memory-worker", f"{n}x{k}", name],
         capture_output=True,
         text=True,
         env=env,
@@ -123,27 +130,53 @@ def memory_worker(n: int, k: int, name: str) -> None:
     step(cases(small)[name], small["logits"])  # load kernels without touching the full size
     inp = make_inputs(n, k, "cpu")
     fn = cases(inp)[name]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if not reset_peak_rss():
+        print("nan")  # no way to reset the peak: building the inputs would hide the step's
+        return
+    before = proc_status_kib()["VmRSS"]
     step(fn, inp["logits"])
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print((after - before) * 1024 / (n * k * 4))
+    print((proc_status_kib()["VmHWM"] - before) * 1024 / (n * k * 4))
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    status = proc_status_kib()
+    return status["VmHWM"] - status["VmRSS"] < 1024  # reset, up to pages touched since
+
+
+def proc_status_kib() -> dict[str, int]:
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f if line.startswith("Vm"))
+    return {key: int(value.split()[0]) for key, value in fields.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--sizes", default=",".join(f"{n}x{k}" for n, k in SIZES))
     parser.add_argument("--memory-worker", nargs=2, metavar=("NxK", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.memory_worker:
         n, k = map(int, args.memory_worker[0].split("x"))
         memory_worker(n, k, args.memory_worker[1])
         return
+    if args.clock == "cpu" and args.device == "cuda":
+        parser.error("--clock cpu measures host CPU time: use --clock wall with --device cuda")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     torch.manual_seed(0)
     print(f"# fused soft-target cross-entropy, fp32 forward+backward on {args.device}")
     print(
-        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}"
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock, "
+        f"median of {args.repeats}"
     )
     print()
     print(
@@ -152,14 +185,17 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|")
     for size in args.sizes.split(","):
         n, k = map(int, size.split("x"))
-        times = time_all(n, k, args.device, args.repeats)
+        times = time_all(n, k, args.device, args.repeats, clock)
         ref, uni = times["torch CE label_smoothing"], times["fused uniform"]
         for name, t in times.items():
-            mem = (
-                peak_extra_cuda(n, k, name) if args.device == "cuda" else peak_extra_cpu(n, k, name)
-            )
+            if args.device == "cuda":
+                mem = peak_extra_cuda(n, k, name)
+            else:
+                mem = peak_extra_cpu(n, k, name, args.threads)
+            mem_text = "n/a" if math.isnan(mem) else f"{mem:.2f}"
             print(
-                f"| {n} x {k} | {name} | {t * 1e3:.2f} | {t / ref:.2f}x | {t / uni:.2f}x | {mem:.2f} |",
+                f"| {n} x {k} | {name} | {t * 1e3:.2f} | {t / ref:.2f}x | {t / uni:.2f}x "
+                f"| {mem_text} |",
                 flush=True,
             )
 
