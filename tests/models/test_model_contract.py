@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptls.models import CNN1D, MLP, resnet20, resnet32
+from adaptls.models import CNN1D, MLP, ResNet, resnet20, resnet32
 
 # (factory, one valid input shape); small shapes keep the ResNets fast.
 MODELS = {
@@ -91,10 +93,13 @@ def test_wrong_batch_shape_names_expected_layout(model_case):
         model(bad)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn1d", "resnet20"])
-def test_overfits_a_handful_of_samples(name):
+@pytest.mark.parametrize(
+    ("build", "shape"),
+    [MODELS["mlp"], MODELS["cnn1d"], (partial(ResNet, depth=8), (3, 8, 8))],
+    ids=["mlp", "cnn1d", "resnet8"],
+)
+def test_overfits_a_handful_of_samples(build, shape):
     """Random inputs with random labels: only memorisation can fit them."""
-    build, shape = MODELS[name]
     torch.manual_seed(0)
     model = build(shape, 10)
     x, y = torch.randn(20, *shape), torch.arange(20) % 10
