@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -66,22 +67,9 @@ class SmoothingStrategy(nn.Module):
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         """Receive the facts about the data: number of classes, training counts per class."""
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
-        if class_counts is not None:
-            counts = torch.as_tensor(class_counts).detach().cpu()
-            if counts.dim() != 1 or counts.numel() != num_classes:
-                raise ValueError(
-                    f"class_counts must have one entry per class ({num_classes}), "
-                    f"got shape {tuple(counts.shape)}"
-                )
-            if counts.is_floating_point() and not torch.equal(counts, counts.round()):
-                raise ValueError(f"class_counts must be whole numbers, got {counts.tolist()}")
-            if (counts < 0).any():
-                raise ValueError(f"class_counts must be >= 0, got {counts.tolist()}")
-            counts = counts.to(torch.long)
-        self.class_counts = counts if class_counts is not None else None
+        k = _check_num_classes(num_classes)
+        counts = None if class_counts is None else _check_class_counts(class_counts, k)
+        self.num_classes, self.class_counts = k, counts
 
     def require_num_classes(self) -> int:
         if self.num_classes is None:
@@ -177,6 +165,34 @@ class SmoothingStrategy(nn.Module):
         return SoftTarget(target.epsilon, prior, prior_index)
 
 
+def _check_num_classes(num_classes: int) -> int:
+    try:
+        k = operator.index(num_classes)
+    except TypeError:
+        k = None
+    if k is None or isinstance(num_classes, bool) or k < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return k
+
+
+def _check_class_counts(class_counts: Sequence[int] | Tensor, k: int) -> Tensor:
+    """Training samples per class: k whole numbers >= 0, returned as an int64 tensor."""
+    counts = torch.as_tensor(class_counts).detach().cpu()
+    if counts.dim() != 1 or counts.numel() != k:
+        raise ValueError(
+            f"class_counts must have one entry per class ({k}), got shape {tuple(counts.shape)}"
+        )
+    bad = counts < 0
+    if counts.is_floating_point():
+        bad |= counts != counts.round()
+    if bad.any():
+        c = int(bad.nonzero()[0])
+        raise ValueError(
+            f"class_counts must be whole numbers >= 0, got {counts[c].item()!r} for class {c}"
+        )
+    return counts.to(torch.long)
+
+
 def check_epsilon(name: str, value: float) -> float:
     """Validate a smoothing amount: a number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -186,7 +202,15 @@ def check_epsilon(name: str, value: float) -> float:
     return float(value)
 
 
+def check_positive(name: str, value: float) -> float:
+    """Validate a number > 0 (e.g. an exponent)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    """Validate a name against the allowed ones."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value

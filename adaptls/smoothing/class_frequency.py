@@ -9,13 +9,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_choice, check_epsilon
+from adaptls.smoothing.base import (
+    SmoothingStrategy,
+    SoftTarget,
+    check_choice,
+    check_epsilon,
+    check_positive,
+)
 
 SHAPES = ("concave", "linear", "convex", "power")
 
 
 def label_aware_epsilon(
-    class_counts: Tensor,
+    class_counts: Sequence[int] | Tensor,
     epsilon_head: float,
     epsilon_tail: float,
     shape: str = "concave",
@@ -35,7 +41,15 @@ def label_aware_epsilon(
     When all counts are equal (:math:`N_1 = N_K`) every class is a head class:
     :math:`r_y = 1` and :math:`e_y = e_1` (MiSLAS's code divides by zero here).
     """
-    counts = class_counts.double()
+    check_choice("shape", shape, SHAPES)
+    check_positive("power", power)
+    given = torch.as_tensor(class_counts)
+    if given.dim() != 1 or given.numel() == 0:
+        raise ValueError(f"class_counts must be 1-d and non-empty, got shape {tuple(given.shape)}")
+    if (given < 0).any():
+        c = int((given < 0).nonzero()[0])
+        raise ValueError(f"class_counts must be >= 0, got {given[c].item()!r} for class {c}")
+    counts = given.double()
     n_max, n_min = counts.max(), counts.min()
     if n_max == n_min:
         r = torch.ones_like(counts)
@@ -79,9 +93,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         self.epsilon_head = check_epsilon("epsilon_head", epsilon_head)
         self.epsilon_tail = check_epsilon("epsilon_tail", epsilon_tail)
         self.shape = check_choice("shape", shape, SHAPES)
-        if isinstance(power, bool) or not isinstance(power, int | float) or not power > 0:
-            raise ValueError(f"power must be a number > 0, got {power!r}")
-        self.power = float(power)
+        self.power = check_positive("power", power)
         # Derived from the counts at setup(), so not part of the checkpoint.
         self.register_buffer("epsilon_per_class", torch.empty(0), persistent=False)
 
@@ -101,7 +113,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         if self.epsilon_per_class.numel() == 0:
             raise RuntimeError("ClassFrequencySmoothing needs class_counts: call setup() first")
         safe = torch.where(targets == self.ignore_index, 0, targets)
-        return SoftTarget(self.epsilon_per_class[safe])
+        return SoftTarget(self.epsilon_per_class.to(targets.device)[safe])
 
     def hparams(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_choice, check_epsilon
+from adaptls.smoothing.base import (
+    SmoothingStrategy,
+    SoftTarget,
+    check_choice,
+    check_epsilon,
+    check_positive,
+)
 
 SIGNALS = ("max_prob", "target_prob", "entropy")
 
@@ -47,9 +53,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
         if self.epsilon_min > self.epsilon_max:
             raise ValueError(f"epsilon_min ({epsilon_min}) must be <= epsilon_max ({epsilon_max})")
         self.signal = check_choice("signal", signal, SIGNALS)
-        if isinstance(power, bool) or not isinstance(power, int | float) or not power > 0:
-            raise ValueError(f"power must be a number > 0, got {power!r}")
-        self.power = float(power)
+        self.power = check_positive("power", power)
         self._last_epsilon: Tensor | None = None
 
     @torch.no_grad()

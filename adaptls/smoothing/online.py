@@ -55,7 +55,7 @@ class OnlineSmoothing(SmoothingStrategy):
 
     def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
         safe = torch.where(targets == self.ignore_index, 0, targets)
-        return SoftTarget(1.0 - self.alpha, self.S, safe)
+        return SoftTarget(1.0 - self.alpha, self.S.to(logits.device), safe)
 
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor) -> None:
@@ -73,6 +73,8 @@ class OnlineSmoothing(SmoothingStrategy):
     @torch.no_grad()
     def on_epoch_end(self) -> None:
         k = self.require_num_classes()
+        # on S's device: the collective backend (NCCL) needs them where the model is
+        self._sum, self._count = self._sum.to(self.S.device), self._count.to(self.S.device)
         all_reduce_sum(self._sum)
         all_reduce_sum(self._count)
         seen = self._count > 0

@@ -1,0 +1,79 @@
+"""Bad input to the fused loss: a clear error naming the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adaptls.smoothing import dense_soft_targets, soft_target_cross_entropy
+
+K = 4
+LOGITS = torch.zeros(3, K)
+TARGETS = torch.tensor([0, 3, -100])
+TABLE = torch.full((2, K), 1.0 / K)
+
+
+def call(**overrides):
+    kwargs = {"logits": LOGITS, "targets": TARGETS, "epsilon": 0.1, **overrides}
+    return soft_target_cross_entropy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"targets": torch.tensor([0, 4, 1])}, ValueError, r"target 4 .* allowed are 0\.\.3"),
+        ({"targets": torch.tensor([-1, 0, 1])}, ValueError, r"target -1 .*ignore_index=-100"),
+        ({"logits": torch.zeros(3, K, dtype=torch.long)}, TypeError, r"floating-point.*int64"),
+        ({"targets": torch.zeros(3)}, TypeError, r"integer tensor.*float32"),
+        ({"logits": torch.zeros(2, K)}, ValueError, r"\(2, 4\).*\(3,\)"),
+        ({"logits": torch.zeros(3, 0)}, ValueError, r"K >= 1"),
+        ({"reduction": "avg"}, ValueError, r"'mean', 'sum', 'none'.*'avg'"),
+        ({"epsilon": 1.5}, ValueError, r"\[0, 1\], got 1\.5"),
+        ({"epsilon": -0.1}, ValueError, r"\[0, 1\], got -0\.1"),
+        ({"epsilon": "0.1"}, TypeError, r"float or a tensor, got '0\.1'"),
+        ({"epsilon": torch.zeros(2)}, ValueError, r"shaped like targets \(3,\), got \(2,\)"),
+        ({"epsilon": torch.zeros(3, dtype=torch.long)}, TypeError, r"floating-point.*int64"),
+        ({"prior": torch.ones(K + 1)}, ValueError, r"\(4,\) or \(3, 4\).*got \(5,\)"),
+        ({"prior": torch.ones(K, dtype=torch.long)}, TypeError, r"prior.*floating-point"),
+        ({"prior_index": torch.zeros(3, dtype=torch.long)}, ValueError, r"without a prior"),
+        (
+            {"prior": TABLE, "prior_index": torch.zeros(2, dtype=torch.long)},
+            ValueError,
+            r"shaped like targets \(3,\).*\(2,\)",
+        ),
+        (
+            {"prior": TABLE, "prior_index": torch.zeros(3)},
+            ValueError,
+            r"integer tensor.*float32",
+        ),
+        (
+            {"prior": TABLE, "prior_index": torch.tensor([0, 2, 1])},
+            ValueError,
+            r"prior_index 2 is out of range: allowed are 0\.\.1",
+        ),
+        (
+            {"prior": TABLE[0], "prior_index": torch.zeros(3, dtype=torch.long)},
+            ValueError,
+            r"\(M, 4\) table, got \(4,\)",
+        ),
+    ],
+)
+def test_bad_input_is_named_with_what_is_allowed(overrides, error, message):
+    with pytest.raises(error, match=message):
+        call(**overrides)
+
+
+def test_ignore_index_is_configurable():
+    targets = torch.tensor([0, 3, 7])
+    with pytest.raises(ValueError, match="target 7"):
+        call(targets=targets)
+    assert call(targets=targets, ignore_index=7).isfinite()
+
+
+def test_prior_shaped_like_the_logits_is_accepted():
+    logits, targets = torch.randn(2, 3, K), torch.randint(0, K, (2, 3))
+    prior = torch.softmax(torch.randn(2, 3, K), -1)
+    flat = soft_target_cross_entropy(logits, targets, 0.3, prior.reshape(6, K))
+    assert soft_target_cross_entropy(logits, targets, 0.3, prior) == flat
+    t = dense_soft_targets(targets, K, 0.3, prior)
+    torch.testing.assert_close(t.sum(-1), torch.ones(6))

@@ -1,0 +1,159 @@
+"""Gradients of the fused loss: float64 gradcheck, edge cases, dtypes, what gets a gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from adaptls.smoothing import soft_target_cross_entropy
+
+N, K, M = 7, 5, 3
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def inputs(dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(N, K, generator=g, dtype=torch.float64) * 2).to(dtype)
+    targets = torch.randint(0, K, (N,), generator=g)
+    targets[[1, 4]] = -100
+    table = torch.softmax(torch.randn(M, K, generator=g, dtype=torch.float64), -1)
+    index = torch.randint(0, M, (N,), generator=g)
+    return logits, targets, table, index
+
+
+def prior_kinds(table, index):
+    return {
+        "uniform": (None, None),
+        "shared": (table[0], None),
+        "rows": (table[index], None),
+        "table": (table, index),
+    }
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
+@pytest.mark.parametrize("eps_kind", ["float", "rows"])
+@pytest.mark.parametrize("chunk", [None, 2 * K])
+def test_gradcheck_float64(reduction, prior_kind, eps_kind, chunk, chunk_elements):
+    logits, targets, table, index = inputs()
+    prior, prior_index = prior_kinds(table, index)[prior_kind]
+    eps = 0.3 if eps_kind == "float" else torch.linspace(0.0, 0.9, N, dtype=torch.float64)
+    x = logits.requires_grad_()
+
+    def loss(x):
+        return soft_target_cross_entropy(
+            x, targets, eps, prior, prior_index=prior_index, reduction=reduction
+        )
+
+    with chunk_elements(chunk):
+        assert gradcheck(loss, (x,))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_all_rows_ignored_give_zero_loss_and_zero_gradient(reduction):
+    logits, _, table, index = inputs(torch.float32)
+    targets = torch.full((N,), -100)
+    for prior, prior_index in prior_kinds(table.float(), index).values():
+        x = logits.clone().requires_grad_()
+        loss = soft_target_cross_entropy(
+            x, targets, 0.2, prior, prior_index=prior_index, reduction=reduction
+        )
+        loss.sum().backward()
+        assert torch.equal(loss, torch.zeros_like(loss))
+        assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_empty_input_gives_zero_loss():
+    for reduction in REDUCTIONS:
+        x = torch.zeros(0, 3, K, requires_grad=True)
+        targets = torch.zeros(0, 3, dtype=torch.long)
+        loss = soft_target_cross_entropy(x, targets, 0.1, reduction=reduction)
+        loss.sum().backward()
+        assert loss.shape == (targets.shape if reduction == "none" else ())
+        assert loss.sum().item() == 0.0 and x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("prior_kind", ["uniform", "table"])
+def test_half_precision_logits_accumulate_in_float32(dtype, prior_kind, reference_loss):
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(64, 100, generator=g) * 4).to(dtype)
+    targets = torch.randint(0, 100, (64,), generator=g)
+    targets[:5] = -100
+    table = torch.softmax(torch.randn(10, 100, generator=g), -1)
+    prior, index = (None, None) if prior_kind == "uniform" else (table, targets.clamp(0) % 10)
+    x = logits.clone().requires_grad_()
+    loss = soft_target_cross_entropy(x, targets, 0.2, prior, prior_index=index)
+    # a large loss scale, as fp16 mixed precision uses: applied before rounding to fp16
+    (loss * 4096.0).backward()
+    assert loss.dtype == torch.float32 and x.grad.dtype == dtype
+    r = logits.double().requires_grad_()
+    ref = reference_loss(r, targets, 0.2, prior, index)
+    (ref * 4096.0).backward()
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-6, atol=1e-6)
+    rounding = 2.0**-8 if dtype == torch.float16 else 2.0**-5
+    torch.testing.assert_close(
+        x.grad.double(), r.grad, rtol=rounding, atol=rounding * r.grad.abs().max().item()
+    )
+
+
+def test_no_gradient_reaches_epsilon_or_prior():
+    logits, targets, table, index = inputs(torch.float32)
+    x = logits.requires_grad_()
+    eps = torch.full((N,), 0.2, requires_grad=True)
+    prior = table.float().requires_grad_()
+    loss = soft_target_cross_entropy(x, targets, eps, prior, prior_index=index)
+    loss.backward()
+    assert x.grad is not None
+    assert eps.grad is None and prior.grad is None
+
+
+def test_needs_no_gradient_when_the_logits_do_not():
+    logits, targets, table, _ = inputs(torch.float32)
+    prior = table[0].float().requires_grad_()
+    assert not soft_target_cross_entropy(logits, targets, 0.1, prior).requires_grad
+    with torch.no_grad():
+        assert not soft_target_cross_entropy(logits.requires_grad_(), targets, 0.1).requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_backward_twice_with_retain_graph_gives_the_same_gradients(dtype):
+    logits, targets, table, index = inputs(dtype)
+    x = logits.requires_grad_()
+    loss = soft_target_cross_entropy(x, targets, 0.4, table.float(), prior_index=index)
+    (first,) = torch.autograd.grad(loss * 3.0, x, retain_graph=True)  # scales in place
+    (second,) = torch.autograd.grad(loss * 3.0, x, retain_graph=True)  # recomputes
+    (third,) = torch.autograd.grad(loss, x)
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, third * 3.0)
+
+
+def test_gradient_of_a_scaled_loss_is_scaled():
+    logits, targets, _, _ = inputs(torch.float32)
+    grads = []
+    for factor in (1.0, -0.5):
+        x = logits.clone().requires_grad_()
+        (soft_target_cross_entropy(x, targets, 0.1) * factor).backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0] * -0.5)
+
+
+def test_double_backward_is_refused():
+    logits, targets, _, _ = inputs()
+    x = logits.requires_grad_()
+    weight = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    loss = soft_target_cross_entropy(x, targets, 0.1) * weight
+    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()
+
+
+def test_gradient_is_taken_as_the_logits_grad_without_a_copy():
+    logits, targets, _, _ = inputs(torch.float32)
+    x = logits.requires_grad_()
+    seen = []
+    loss = soft_target_cross_entropy(x, targets, 0.1)
+    loss.grad_fn.register_hook(lambda grad_inputs, _: seen.append(grad_inputs[0].data_ptr()))
+    loss.backward()
+    assert seen == [x.grad.data_ptr()]

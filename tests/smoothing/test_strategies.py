@@ -1,0 +1,237 @@
+"""What every strategy shares: the interface, soft targets, the loss, state, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from adaptls.smoothing import (
+    STRATEGIES,
+    ClassFrequencySmoothing,
+    ConfidenceSmoothing,
+    NoSmoothing,
+    OnlineSmoothing,
+    SmoothingStrategy,
+    UniformSmoothing,
+)
+
+K = 6
+COUNTS = [500, 200, 90, 40, 12, 3]
+CORE = {
+    "none": (NoSmoothing, {}),
+    "uniform": (UniformSmoothing, {"epsilon": 0.2}),
+    "confidence": (ConfidenceSmoothing, {"epsilon_max": 0.3, "signal": "entropy"}),
+    "class_frequency": (ClassFrequencySmoothing, {"epsilon_head": 0.4, "shape": "linear"}),
+    "online": (OnlineSmoothing, {"alpha": 0.6}),
+}
+
+
+def make(name: str) -> SmoothingStrategy:
+    cls, hparams = CORE[name]
+    strategy = cls(**hparams)
+    strategy.setup(num_classes=K, class_counts=COUNTS)
+    return strategy
+
+
+def batch(seed=0, shape=(4, 5)):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*shape, K, generator=g) * 2
+    targets = torch.randint(0, K, shape, generator=g)
+    targets[0, :2] = -100
+    return logits, targets
+
+
+def trained_online() -> OnlineSmoothing:
+    """An OnlineSmoothing with a learned S and non-empty accumulators."""
+    strategy = make("online")
+    for seed in range(3):
+        logits, targets = batch(seed)
+        strategy.observe(logits * 3, targets)
+        if seed == 1:
+            strategy.on_epoch_end()
+    return strategy
+
+
+def test_registry_names_follow_the_design():
+    for name, (cls, _) in CORE.items():
+        assert STRATEGIES[name] is cls and cls.name == name
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_soft_targets_are_distributions(name):
+    strategy = trained_online() if name == "online" else make(name)
+    logits, targets = batch()
+    t = strategy.soft_targets(logits, targets)
+    assert t.shape == logits.shape
+    counted = targets != -100
+    assert (t >= 0).all()
+    torch.testing.assert_close(t[counted].sum(-1), torch.ones(int(counted.sum())))
+    assert (t[~counted] == 0).all()
+    assert (t[counted].argmax(-1) == targets[counted]).all()  # smoothing keeps the label
+
+
+@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_loss_is_cross_entropy_against_the_soft_targets(name, reduction):
+    strategy = trained_online() if name == "online" else make(name)
+    logits, targets = batch(seed=4)
+    t = strategy.soft_targets(logits, targets)
+    x = logits.clone().requires_grad_()
+    loss = strategy(x, targets, reduction=reduction)
+    rows = -(t * torch.log_softmax(logits, -1)).sum(-1)
+    expected = {
+        "none": rows,
+        "sum": rows.sum(),
+        "mean": rows.sum() / (targets != -100).sum(),
+    }[reduction]
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-6, atol=1e-6)
+    loss.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_state_dict_round_trip(name):
+    strategy = trained_online() if name == "online" else make(name)
+    state = strategy.state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    fresh = make(name)
+    fresh.load_state_dict(torch.load(buffer))
+    logits, targets = batch(seed=5)
+    torch.testing.assert_close(fresh(logits, targets), strategy(logits, targets), rtol=0, atol=0)
+    torch.testing.assert_close(
+        fresh.soft_targets(logits, targets), strategy.soft_targets(logits, targets)
+    )
+    assert fresh.summary() == strategy.summary()
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_hparams_rebuild_the_strategy_and_show_in_its_repr(name):
+    strategy = make(name)
+    hparams = CORE[name][1]
+    assert type(strategy)(**strategy.hparams()).hparams() == strategy.hparams()
+    assert {k: strategy.hparams()[k] for k in hparams} == hparams
+    for key, value in strategy.hparams().items():
+        assert f"{key}={value!r}" in repr(strategy)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_summary_is_json(name):
+    strategy = trained_online() if name == "online" else make(name)
+    strategy(*batch())
+    summary = json.loads(json.dumps(strategy.summary()))
+    assert summary["name"] == name and summary["hparams"] == strategy.hparams()
+    for key, value in strategy.log_values().items():
+        assert key.startswith("smoothing/") and isinstance(value, float)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_use_before_setup_names_the_missing_fact(name):
+    cls, hparams = CORE[name]
+    with pytest.raises(RuntimeError, match=r"needs num_classes: call setup\(num_classes=\.\.\.\)"):
+        cls(**hparams)(*batch())
+
+
+@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize(
+    ("logits", "targets", "error", "message"),
+    [
+        (torch.zeros(3, K), torch.tensor([0, K, 1]), ValueError, r"target 6 .*allowed are 0\.\.5"),
+        (torch.zeros(3, K), torch.tensor([0, 1]), ValueError, r"\(3, 6\) and targets \(2,\)"),
+        (torch.zeros(3, K, dtype=torch.int64), torch.tensor([0, 1, 2]), TypeError, "int64"),
+        (torch.zeros(3, K), torch.zeros(3), TypeError, "integer tensor.*float32"),
+        (torch.zeros(3, K + 1), torch.tensor([0, 1, 2]), ValueError, "7 classes.*num_classes=6"),
+    ],
+)
+def test_bad_inputs_are_named(name, logits, targets, error, message):
+    strategy = make(name)
+    with pytest.raises(error, match=message):
+        strategy(logits, targets)
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_bad_reduction_is_named(name):
+    with pytest.raises(ValueError, match=r"'mean', 'sum', 'none'.*'batchmean'"):
+        make(name)(*batch(), reduction="batchmean")
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "counts", "message"),
+    [
+        (1, None, r"num_classes must be an int >= 2, got 1"),
+        (2.5, None, r"num_classes must be an int >= 2, got 2\.5"),
+        (True, None, r"got True"),
+        (3, [1, 2], r"one entry per class \(3\), got shape \(2,\)"),
+        (3, [4, -1, 2], r"whole numbers >= 0, got -1 for class 1"),
+        (3, [4.0, 1.5, 2.0], r"whole numbers >= 0, got 1\.5 for class 1"),
+    ],
+)
+def test_setup_checks_the_data_facts(num_classes, counts, message):
+    strategy = UniformSmoothing()
+    with pytest.raises(ValueError, match=message):
+        strategy.setup(num_classes, counts)
+    assert strategy.num_classes is None  # a failed setup leaves nothing half set
+
+
+@pytest.mark.parametrize(
+    ("cls", "hparams", "error", "message"),
+    [
+        (UniformSmoothing, {"epsilon": 1.0}, ValueError, r"epsilon must be in \[0, 1\), got 1\.0"),
+        (UniformSmoothing, {"epsilon": -0.1}, ValueError, r"\[0, 1\), got -0\.1"),
+        (UniformSmoothing, {"epsilon": "0.1"}, TypeError, r"epsilon must be a number .*'0\.1'"),
+        (UniformSmoothing, {"epsilon": True}, TypeError, r"got True"),
+        (ConfidenceSmoothing, {"epsilon_min": 1.2}, ValueError, r"epsilon_min .*got 1\.2"),
+        (ConfidenceSmoothing, {"epsilon_max": 1.0}, ValueError, r"epsilon_max .*got 1\.0"),
+        (
+            ConfidenceSmoothing,
+            {"epsilon_min": 0.3, "epsilon_max": 0.2},
+            ValueError,
+            r"epsilon_min \(0\.3\) must be <= epsilon_max \(0\.2\)",
+        ),
+        (
+            ConfidenceSmoothing,
+            {"signal": "margin"},
+            ValueError,
+            r"signal must be one of 'max_prob', 'target_prob', 'entropy'; got 'margin'",
+        ),
+        (ConfidenceSmoothing, {"power": 0}, ValueError, r"power must be a number > 0, got 0"),
+        (ClassFrequencySmoothing, {"epsilon_head": 1.5}, ValueError, r"epsilon_head .*1\.5"),
+        (ClassFrequencySmoothing, {"epsilon_tail": -0.2}, ValueError, r"epsilon_tail .*-0\.2"),
+        (
+            ClassFrequencySmoothing,
+            {"shape": "cubic"},
+            ValueError,
+            r"shape must be one of 'concave', 'linear', 'convex', 'power'; got 'cubic'",
+        ),
+        (ClassFrequencySmoothing, {"power": -1.0}, ValueError, r"power .*> 0, got -1\.0"),
+        (
+            OnlineSmoothing,
+            {"alpha": 1.5},
+            ValueError,
+            r"alpha must be a number in \[0, 1\], got 1\.5",
+        ),
+        (OnlineSmoothing, {"alpha": -0.1}, ValueError, r"\[0, 1\], got -0\.1"),
+    ],
+)
+def test_bad_hyperparameters_fail_at_construction(cls, hparams, error, message):
+    with pytest.raises(error, match=message):
+        cls(**hparams)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_online_alpha_bounds_are_allowed(alpha):
+    assert OnlineSmoothing(alpha=alpha).alpha == alpha
+
+
+def test_ignore_index_is_a_constructor_option():
+    strategy = UniformSmoothing(0.1, ignore_index=0)
+    strategy.setup(num_classes=3)
+    logits, targets = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    t = strategy.soft_targets(logits, targets)
+    assert (t[[0, 3]] == 0).all() and (t[[1, 2]].sum(-1) == 1).all()
+    with pytest.raises(ValueError, match="ignore_index=0"):
+        strategy(logits, torch.tensor([0, 1, 2, -100]))
