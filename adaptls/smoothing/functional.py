@@ -63,9 +63,9 @@ def soft_target_cross_entropy(
             zero gradient, never NaN.
 
     ``epsilon`` and ``prior`` are *targets*: no gradient flows to them (they are detached).
-    Tensor values of ``epsilon`` and ``prior`` are not range-checked (that would cost a
-    device sync); the formulas above hold for any values, but t is a distribution only for
-    epsilon in [0, 1] and priors that are distributions.
+    Their tensor values are not checked (that would cost a device sync): priors must be
+    distributions (rows summing to 1, which the loss formula above relies on); t is a
+    distribution for epsilon in [0, 1].
 
     Memory: an autograd Function that never builds the N x K soft target, log-softmax or
     softmax; the only N x K tensor it allocates is the gradient itself (``softmax - t``,
