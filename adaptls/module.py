@@ -22,8 +22,11 @@ class SmoothingClassifier(pl.LightningModule):
     The strategy is driven only through its hooks, never by type:
 
     - ``setup(num_classes, class_counts)`` once, here, with the datamodule's facts;
-    - ``strategy(logits, targets)`` is the training (and validation) loss;
-    - ``observe(logits, targets)`` after every training step (detached logits);
+    - ``set_epoch(epoch, max_epochs)`` at the start of every training epoch;
+    - ``strategy(logits, targets, indices=indices)`` is the training loss (``indices``: the
+      batch's positions in the training set, when the data yields them); the validation
+      loss is ``strategy(logits, targets)``;
+    - ``observe(logits, targets, indices)`` after every training step (detached logits);
     - ``on_epoch_end()`` at the end of every training epoch. Lightning calls this module's
       ``on_train_epoch_end`` *before* the monitoring callbacks, so a checkpoint written at
       the end of the epoch (``save_on_train_epoch_end``) already holds the updated state;
@@ -67,17 +70,21 @@ class SmoothingClassifier(pl.LightningModule):
         return self.net(x)
 
     # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
+        indices = batch[2] if len(batch) > 2 else None  # positions in the training set
         logits = self(x)
-        loss = self.strategy(logits, y)
+        loss = self.strategy(logits, y, indices=indices)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); strategy "
                 f"{self.strategy!r} with values {self.strategy.log_values()}"
             )
-        self.strategy.observe(logits.detach(), y)
+        self.strategy.observe(logits.detach(), y, indices)
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
         # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)

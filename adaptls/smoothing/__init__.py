@@ -9,9 +9,12 @@
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
+from adaptls.smoothing.feedback import FeedbackSmoothing
 from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
 from adaptls.smoothing.none import NoSmoothing
 from adaptls.smoothing.online import OnlineSmoothing
+from adaptls.smoothing.schedule import EpsilonSchedule
+from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing
 
 STRATEGIES: dict[str, type[SmoothingStrategy]] = {
@@ -22,6 +25,8 @@ STRATEGIES: dict[str, type[SmoothingStrategy]] = {
         ConfidenceSmoothing,
         ClassFrequencySmoothing,
         OnlineSmoothing,
+        FeedbackSmoothing,
+        SelfDistillSmoothing,
     )
 }
 
@@ -29,8 +34,11 @@ __all__ = [
     "STRATEGIES",
     "ClassFrequencySmoothing",
     "ConfidenceSmoothing",
+    "EpsilonSchedule",
+    "FeedbackSmoothing",
     "NoSmoothing",
     "OnlineSmoothing",
+    "SelfDistillSmoothing",
     "SmoothingStrategy",
     "SoftTarget",
     "UniformSmoothing",

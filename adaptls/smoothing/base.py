@@ -16,6 +16,7 @@ from adaptls.smoothing.functional import (
     check_soft_target,
     dense_soft_targets,
 )
+from adaptls.smoothing.schedule import EpsilonSchedule
 
 
 class SoftTarget(NamedTuple):
@@ -47,6 +48,7 @@ class SmoothingStrategy(nn.Module):
 
     Hooks, all no-ops by default, called by the training loop:
 
+    - :meth:`set_epoch` at the start of each training epoch (drives the epsilon schedule);
     - :meth:`observe` after each training step (stateful strategies collect statistics;
       only while ``self.training``);
     - :meth:`on_epoch_end` at the end of each training epoch (reduce across ranks here);
@@ -54,15 +56,34 @@ class SmoothingStrategy(nn.Module):
     - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log.
 
     State that must survive a checkpoint belongs in the module's ``state_dict``.
+
+    Options every strategy takes (keyword-only, forwarded by subclasses' ``**kwargs``):
+
+    - ``ignore_index``: targets with this value contribute nothing (default -100);
+    - ``schedule``: an :class:`~adaptls.smoothing.schedule.EpsilonSchedule` (or its name,
+      or a mapping), a factor s(epoch) in [0, 1] applied to whatever epsilon the strategy
+      decides, so every schedule composes with every strategy (default: constant).
+
+    Sample indices: :meth:`forward`, :meth:`soft_targets` and :meth:`observe` accept the
+    batch's sample indices (positions in the training set, flattened like the targets);
+    strategies that keep per-sample state (self-distillation) use them, others ignore them.
     """
 
     name: ClassVar[str] = "base"
 
-    def __init__(self, *, ignore_index: int = -100) -> None:
+    def __init__(
+        self,
+        *,
+        ignore_index: int = -100,
+        schedule: str | Mapping[str, Any] | EpsilonSchedule | None = None,
+    ) -> None:
         super().__init__()
         self.ignore_index = int(ignore_index)
+        self.schedule = EpsilonSchedule.parse(schedule)
         self.num_classes: int | None = None
         self.class_counts: Tensor | None = None
+        self.epoch = 0
+        self.max_epochs: int | None = None
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -79,18 +100,29 @@ class SmoothingStrategy(nn.Module):
         return self.num_classes
 
     # ------------------------------------------------------------------ the strategy
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
-        """Decide epsilon and prior for (N, K) logits and (N,) targets."""
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
+        """Decide epsilon and prior for (N, K) logits, (N,) targets and, when the data
+        provides them, (N,) sample indices."""
         raise NotImplementedError
 
-    def forward(self, logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    def forward(
+        self,
+        logits: Tensor,
+        targets: Tensor,
+        reduction: str = "mean",
+        *,
+        indices: Tensor | None = None,
+    ) -> Tensor:
         """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...).
 
+        ``indices`` (...): the samples' positions in the training set, if known.
         ``reduction`` as in :func:`~adaptls.smoothing.soft_target_cross_entropy`.
         """
         check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
-        target = self._checked_target(x, y)
+        target = self._checked_target(x, y, indices)
         loss = fused_soft_target_cross_entropy(
             x,
             y,
@@ -103,13 +135,15 @@ class SmoothingStrategy(nn.Module):
         return loss.view(targets.shape) if reduction == "none" else loss
 
     @torch.no_grad()
-    def soft_targets(self, logits: Tensor, targets: Tensor) -> Tensor:
+    def soft_targets(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> Tensor:
         """The dense soft target t, shaped like ``logits`` (for analysis and tests).
 
         Rows whose target is ``ignore_index`` are all zero.
         """
         x, y = self._flatten_checked(logits, targets)
-        target = self._checked_target(x, y)
+        target = self._checked_target(x, y, indices)
         t = dense_soft_targets(
             y,
             x.shape[-1],
@@ -121,8 +155,13 @@ class SmoothingStrategy(nn.Module):
         return t.view(logits.shape)
 
     # ------------------------------------------------------------------ hooks
-    def observe(self, logits: Tensor, targets: Tensor) -> None:
-        """Called after each training step with that step's (detached) logits and targets."""
+    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
+        """Called at the start of each training epoch (0-based) of a ``max_epochs`` run."""
+        self.epoch, self.max_epochs = int(epoch), max_epochs
+
+    def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
+        """Called after each training step with that step's (detached) logits, targets and
+        sample indices (None when the data has none)."""
 
     def on_epoch_end(self) -> None:
         """Called at the end of each training epoch."""
@@ -136,14 +175,26 @@ class SmoothingStrategy(nn.Module):
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures."""
-        return {"name": self.name, "hparams": self.hparams(), **self.log_values()}
+        summary = {"name": self.name, "hparams": self.hparams(), **self.log_values()}
+        if self.schedule.name != "constant":
+            summary["schedule"] = self.schedule.describe()
+            summary["smoothing/schedule_factor"] = self.schedule_factor
+        return summary
+
+    @property
+    def schedule_factor(self) -> float:
+        """s(epoch) of the epsilon schedule for the current epoch."""
+        return self.schedule.factor(self.epoch, self.max_epochs)
 
     def hparams(self) -> dict[str, Any]:
         """The constructor's hyperparameters (what a config sets)."""
         return {}
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        items = [f"{k}={v!r}" for k, v in self.hparams().items()]
+        if self.schedule.name != "constant":
+            items.append(f"schedule={self.schedule.describe()!r}")
+        return ", ".join(items)
 
     # ------------------------------------------------------------------ input checks
     def _flatten_checked(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -157,12 +208,23 @@ class SmoothingStrategy(nn.Module):
             )
         return x, y
 
-    def _checked_target(self, x: Tensor, y: Tensor) -> SoftTarget:
-        target = self.smoothing(x, y)
+    def _checked_target(self, x: Tensor, y: Tensor, indices: Tensor | None) -> SoftTarget:
+        if indices is not None:
+            indices = indices.reshape(-1)
+            if indices.numel() != y.numel():
+                raise ValueError(
+                    f"indices must hold one sample index per target ({y.numel()}), "
+                    f"got {indices.numel()}"
+                )
+        target = self.smoothing(x, y, indices)
         prior, prior_index = check_soft_target(
             target.epsilon, target.prior, target.prior_index, y.shape, x.shape[1]
         )
-        return SoftTarget(target.epsilon, prior, prior_index)
+        epsilon = target.epsilon
+        factor = self.schedule_factor
+        if factor != 1.0:  # the schedule scales the strategy's epsilon, whatever its shape
+            epsilon = epsilon * factor
+        return SoftTarget(epsilon, prior, prior_index)
 
 
 def _check_num_classes(num_classes: int) -> int:

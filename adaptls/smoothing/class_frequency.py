@@ -86,10 +86,9 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         epsilon_tail: float = 0.0,
         shape: str = "concave",
         power: float = 1.0,
-        *,
-        ignore_index: int = -100,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(ignore_index=ignore_index)
+        super().__init__(**kwargs)
         self.epsilon_head = check_epsilon("epsilon_head", epsilon_head)
         self.epsilon_tail = check_epsilon("epsilon_tail", epsilon_tail)
         self.shape = check_choice("shape", shape, SHAPES)
@@ -109,7 +108,9 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         )
         self.epsilon_per_class = eps.to(self.epsilon_per_class.device)
 
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         if self.epsilon_per_class.numel() == 0:
             raise RuntimeError("ClassFrequencySmoothing needs class_counts: call setup() first")
         safe = torch.where(targets == self.ignore_index, 0, targets)

@@ -44,10 +44,9 @@ class ConfidenceSmoothing(SmoothingStrategy):
         epsilon_max: float = 0.2,
         signal: str = "max_prob",
         power: float = 1.0,
-        *,
-        ignore_index: int = -100,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(ignore_index=ignore_index)
+        super().__init__(**kwargs)
         self.epsilon_min = check_epsilon("epsilon_min", epsilon_min)
         self.epsilon_max = check_epsilon("epsilon_max", epsilon_max)
         if self.epsilon_min > self.epsilon_max:
@@ -68,7 +67,9 @@ class ConfidenceSmoothing(SmoothingStrategy):
         entropy = -torch.special.xlogy(p, p).sum(dim=-1)
         return (1.0 - entropy / math.log(p.shape[-1])).clamp_(0.0, 1.0)
 
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         c = self.confidence(logits, targets)
         eps = self.epsilon_min + (self.epsilon_max - self.epsilon_min) * c.pow(self.power)
         self._last_epsilon = eps[targets != self.ignore_index]

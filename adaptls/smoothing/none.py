@@ -14,5 +14,7 @@ class NoSmoothing(SmoothingStrategy):
 
     name: ClassVar[str] = "none"
 
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         return SoftTarget(0.0)

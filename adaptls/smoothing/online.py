@@ -38,8 +38,8 @@ class OnlineSmoothing(SmoothingStrategy):
     name: ClassVar[str] = "online"
     S: Tensor
 
-    def __init__(self, alpha: float = 0.5, *, ignore_index: int = -100) -> None:
-        super().__init__(ignore_index=ignore_index)
+    def __init__(self, alpha: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)
@@ -53,12 +53,14 @@ class OnlineSmoothing(SmoothingStrategy):
         self.S = torch.full((num_classes, num_classes), 1.0 / num_classes, device=device)
         self._reset_accumulators(device)
 
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         safe = torch.where(targets == self.ignore_index, 0, targets)
         return SoftTarget(1.0 - self.alpha, self.S.to(logits.device), safe)
 
     @torch.no_grad()
-    def observe(self, logits: Tensor, targets: Tensor) -> None:
+    def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
         if not self.training:
             return
         x, y = self._flatten_checked(logits, targets)

@@ -68,7 +68,9 @@ class SelfDistillSmoothing(SmoothingStrategy):
         total = self.max_epochs if self.max_epochs else 1
         return self.alpha_T * min(self.epoch, total) / total
 
-    def smoothing(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         alpha = self.alpha
         if alpha == 0.0 or indices is None:
             return SoftTarget(0.0)

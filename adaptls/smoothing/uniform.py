@@ -19,11 +19,13 @@ class UniformSmoothing(SmoothingStrategy):
 
     name: ClassVar[str] = "uniform"
 
-    def __init__(self, epsilon: float = 0.1, *, ignore_index: int = -100) -> None:
-        super().__init__(ignore_index=ignore_index)
+    def __init__(self, epsilon: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.epsilon = check_epsilon("epsilon", epsilon)
 
-    def smoothing(self, logits: Tensor, targets: Tensor) -> SoftTarget:
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
         return SoftTarget(self.epsilon)
 
     def hparams(self) -> dict[str, Any]:
