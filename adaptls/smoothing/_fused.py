@@ -74,12 +74,11 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
     def forward(ctx, logits, targets, eps, prior, prior_index, ignore_index, reduction, needs_grad):
         n = targets.numel()
         cdt = _compute_dtype(logits.dtype)
-        scale = 1.0
-        if reduction == "mean":
-            scale = 1.0 / max(int((targets != ignore_index).sum()), 1)
+        counted = int((targets != ignore_index).sum())
+        scale = 1.0 / max(counted, 1) if reduction == "mean" else 1.0
         eager = needs_grad and logits.dtype == cdt
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format) if eager else None
-        kernel = _Kernel(logits, targets, eps, prior, prior_index, ignore_index)
+        kernel = _Kernel(logits, targets, eps, prior, prior_index, ignore_index, counted == n)
         chunks = kernel.chunks()
         if reduction == "none":
             out = torch.empty(n, dtype=cdt, device=logits.device)
@@ -96,7 +95,7 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
         ctx.grad = grad
         ctx.eps_float = eps if isinstance(eps, float) else None
         ctx.has_prior, ctx.has_index = prior is not None, prior_index is not None
-        ctx.ignore_index, ctx.scale = ignore_index, scale
+        ctx.ignore_index, ctx.scale, ctx.all_counted = ignore_index, scale, counted == n
         return out if reduction == "none" else out.sum() * scale
 
     @staticmethod
@@ -113,7 +112,9 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
         prior = rest.pop(0) if ctx.has_prior else None
         prior_index = rest.pop(0) if ctx.has_index else None
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        kernel = _Kernel(logits, targets, eps, prior, prior_index, ctx.ignore_index)
+        kernel = _Kernel(
+            logits, targets, eps, prior, prior_index, ctx.ignore_index, ctx.all_counted
+        )
         scaling = None if _all_ones(grad_output) else grad_output.reshape(-1, 1)
         for s, e in kernel.chunks():
             rows = scaling if scaling is None or scaling.numel() == 1 else scaling[s:e]
@@ -126,9 +127,13 @@ class _Kernel:
     w_i * (softmax(x_i) - t_i) written into ``grad`` (straight into it when it has the
     compute dtype, else built in the work buffer and cast once)."""
 
-    def __init__(self, logits, targets, eps, prior, prior_index, ignore_index) -> None:
+    def __init__(
+        self, logits, targets, eps, prior, prior_index, ignore_index, all_counted: bool
+    ) -> None:
         self.logits, self.targets, self.eps = logits, targets, eps
         self.ignore_index = ignore_index
+        # one epsilon for every row: per-row priors need no scaling pass (see __call__)
+        self.eps_shared = eps if isinstance(eps, float) and all_counted else None
         self.cdt = _compute_dtype(logits.dtype)
         self.smoothed = not (isinstance(eps, float) and eps == 0.0)
         self.prior = _Prior(prior, prior_index, logits.shape[1], self.cdt)
@@ -163,24 +168,31 @@ class _Kernel:
         self.work = z = _buffer(self.work, e - s, x.shape[1], self.cdt, x.device)
         torch.sub(x, x.amax(dim=1, keepdim=True).to(self.cdt), out=z)
         z_y = z.gather(1, y).squeeze(1)
-        # Per-row priors are read once, as eps_i * u_i: for the gradient and the loss (a
-        # summed loss needs only sum_i eps_i <u_i, z_i>, one flat dot product).
-        scaled = self.prior.scaled_rows(eps, s, e) if self.smoothed and self.prior.per_row else None
+        # Per-row priors are read once, as rows v_i with f * v_i = eps_i * u_i (u_i itself
+        # and f = eps when every row shares one epsilon, else eps_i * u_i and f = 1), for
+        # the gradient and the loss: a summed loss needs only sum_i eps_i <u_i, z_i>, one
+        # flat dot product.
+        scaled, f = None, 1.0
+        if self.smoothed and self.prior.per_row:
+            if self.eps_shared is None:
+                scaled = self.prior.rows(s, e, eps)
+            else:
+                scaled, f = self.prior.rows(s, e), self.eps_shared
         prior_sum = 0.0
         row = z_y * (eps - 1.0)
         if loss is not None and self.smoothed:
             if scaled is None:
                 row = row.sub_(eps * self.prior.dot(z))
             elif loss == "sum":
-                prior_sum = torch.dot(scaled.view(-1), z.view(-1))
+                prior_sum = torch.dot(scaled.view(-1), z.view(-1)) * f
             else:
-                row = row.sub_(torch.linalg.vecdot(scaled, z))
+                row = row.sub_(torch.linalg.vecdot(scaled, z).mul_(f))
         total = z.exp_().sum(dim=1)
         if scale is not None:
             g = grad[s:e] if grad.dtype == self.cdt else z
             torch.mul(z, (counted * scale / total).unsqueeze(1), out=g)
             if scaled is not None:
-                g.sub_(scaled, alpha=scale)
+                g.sub_(scaled, alpha=scale * f)
             elif self.smoothed:
                 self.prior.subtract_(g, eps * scale)
             g.scatter_add_(1, y, ((eps - counted) * scale).unsqueeze(1))
@@ -205,16 +217,25 @@ class _Prior:
         self.per_row = prior is not None and prior.dim() == 2
         self.buffer: Tensor | None = None
 
-    def scaled_rows(self, c: Tensor, s: int, e: int) -> Tensor:
-        """c_i * u_i for rows s..e of a per-row prior, in the buffer."""
-        self.buffer = u = _buffer(self.buffer, e - s, self.k, self.dtype, self.prior.device)
+    def rows(self, s: int, e: int, c: Tensor | None = None) -> Tensor:
+        """u_i (times c_i, if given) for rows s..e of a per-row prior, in the buffer (or
+        the caller's rows themselves, when they need neither a cast nor a scale)."""
         if self.index is None:
-            return torch.mul(self.prior[s:e], c.unsqueeze(1), out=u)
+            u = self.prior[s:e]
+            if c is None and u.dtype == self.dtype:
+                return u
+            out = self._buffer(e - s)
+            return torch.mul(u, c.unsqueeze(1), out=out) if c is not None else out.copy_(u)
+        u = self._buffer(e - s)
         if self.prior.dtype == self.dtype:
             torch.index_select(self.prior, 0, self.index[s:e], out=u)
         else:
             u.copy_(self.prior[self.index[s:e]])
-        return u.mul_(c.unsqueeze(1))
+        return u if c is None else u.mul_(c.unsqueeze(1))
+
+    def _buffer(self, rows: int) -> Tensor:
+        self.buffer = _buffer(self.buffer, rows, self.k, self.dtype, self.prior.device)
+        return self.buffer
 
     def dot(self, z: Tensor) -> Tensor:
         """<u, z_i> for a uniform or shared prior u."""
