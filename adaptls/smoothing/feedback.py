@@ -35,10 +35,13 @@ class FeedbackSmoothing(SmoothingStrategy):
     no sample). They come from metrics already synced across ranks, so every rank takes
     the same step and holds the same epsilon (a buffer: checkpointed).
 
-    Defaults: ``gain`` 1.0 moves epsilon by the full gap each epoch; with the 15-bin ECE of
-    a 1D CNN on MNIST-1D(-LT) (gaps of 0.01-0.15) this settles within a few epochs without
-    oscillating, while gains of 3+ overshoot to the bounds (see the README's
-    feedback study). ``epsilon_max`` 0.5 caps smoothing where accuracy starts to suffer.
+    Defaults were chosen by experiment: on MNIST-1D-LT (IF 10, the 1D CNN, 60 epochs) a
+    sweep of ``gain`` over {0.3, 1, 3} x 2 seeds, selected on validation NLL, gave 0.3
+    (val NLL 0.741 vs 0.810 and 0.753; test ECE 3.0% vs 3.9% and 4.6%). With gain 3 the
+    noisy per-epoch gap of a 400-sample validation set drives epsilon to its bound 0; with
+    0.3 it settles near 0.04-0.06 from ``epsilon_init`` 0.1. ``epsilon_max`` 0.5 caps
+    smoothing where accuracy starts to suffer. (``python -m adaptls.train -m
+    data=mnist1d_lt smoothing=feedback smoothing.gain=0.3,1,3 seed=0,1``.)
     """
 
     name: ClassVar[str] = "feedback"
@@ -47,7 +50,7 @@ class FeedbackSmoothing(SmoothingStrategy):
     def __init__(
         self,
         epsilon_init: float = 0.1,
-        gain: float = 1.0,
+        gain: float = 0.3,
         epsilon_min: float = 0.0,
         epsilon_max: float = 0.5,
         per_class: bool = False,

@@ -46,16 +46,21 @@ class PoisonWeightsAtEpoch(pl.Callback):
 
 
 class DumpStrategyState(pl.Callback):
-    """Write every rank's strategy state_dict to ``<dirpath>/rank<r>.pt`` at fit end."""
+    """Write every rank's strategy ``state_dict`` to ``<dirpath>/rank<r>.pt`` at fit end, and
+    the per-sample counts a strategy collected in each epoch (before its cross-rank
+    reduction) to ``<dirpath>/counts_rank<r>_epoch<e>.pt``."""
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs before the module's own on_train_epoch_end, which reduces across ranks.
+        counts = getattr(pl_module.strategy, "_next_count", None)
+        if counts is not None:
+            self.dirpath.mkdir(parents=True, exist_ok=True)
+            name = f"counts_rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt"
+            torch.save(counts.clone(), self.dirpath / name)
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        state = {
-            k: v.detach().cpu()
-            for k, v in pl_module.strategy.state_dict().items()
-            if torch.is_tensor(v)
-        }
-        torch.save(state, self.dirpath / f"rank{trainer.global_rank}.pt")
+        torch.save(pl_module.strategy.state_dict(), self.dirpath / f"rank{trainer.global_rank}.pt")

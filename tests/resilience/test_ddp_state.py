@@ -11,7 +11,7 @@ from resilience_support import inject, run_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.ddp]
 
-# 3600 training samples; with per-rank batch B the DDP global batch k is positions
+# With per-rank batch B the DDP global batch k is positions
 # [2kB, 2(k+1)B) of the epoch's order (DistributedSampler deals positions round-robin),
 # exactly the single process's batch k at batch size 2B. Gradients are means, so DDP's
 # averaged gradient equals the single process's: the models, hence S, evolve identically.
@@ -55,3 +55,42 @@ def test_online_S_is_identical_on_both_ranks_and_equals_single_process(tmp_path:
     for rank in (0, 1):
         torch.testing.assert_close(_state(ddp, rank)["S"], reference, atol=1e-6, rtol=0)
     assert sorted(p.name for p in ddp.glob("metrics.json")) == ["metrics.json"]
+
+
+def test_feedback_epsilon_is_identical_on_both_ranks(tmp_path: Path) -> None:
+    run_train(
+        tmp_path,
+        *COMMON,
+        "trainer=ddp_cpu",
+        "data.batch_size=32",
+        "smoothing=feedback",
+        "smoothing.per_class=true",
+        inject("dump", "DumpStrategyState", dirpath=tmp_path / "state"),
+    )
+    eps = [_state(tmp_path, rank)["epsilon"] for rank in (0, 1)]
+    assert torch.equal(eps[0], eps[1])
+    assert not torch.allclose(eps[0], torch.full_like(eps[0], 0.1))  # the controller moved
+
+
+def test_self_distill_stores_every_sample_once_across_two_ranks(tmp_path: Path) -> None:
+    run_train(
+        tmp_path,
+        "trainer.max_epochs=1",
+        "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false",
+        "trainer=ddp_cpu",
+        "data.batch_size=100",
+        "smoothing=self_distill",
+        "logger=none",
+        inject("dump", "DumpStrategyState", dirpath=tmp_path / "state"),
+    )
+    counts = [torch.load(tmp_path / "state" / f"counts_rank{r}_epoch0.pt") for r in (0, 1)]
+    n = counts[0].numel()  # 3601 training samples: the sampler repeats one to even the ranks
+    seen = counts[0] + counts[1]
+    assert (seen >= 1).all()  # every sample, ...
+    assert seen.sum() == 2 * ((n + 1) // 2) and (seen > 1).sum() == n % 2  # ... once but the pad
+    assert counts[0].sum() == counts[1].sum()
+    states = [_state(tmp_path, rank)["_extra_state"] for rank in (0, 1)]
+    assert int(states[0]["stored"].sum()) == n
+    assert torch.equal(states[0]["table"], states[1]["table"])

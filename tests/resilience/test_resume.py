@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,9 +16,10 @@ from resilience_support import TINY, inject, metrics_of, run_train
 pytestmark = pytest.mark.slow
 
 
-def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["online", "feedback"])
+def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path, strategy: str) -> None:
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    args = [*TINY, "smoothing=online"]
+    args = [*TINY, f"smoothing={strategy}"]
     run_train(straight, *args)
 
     killed = run_train(resumed, *args, inject("kill", "KillAtEpochStart", epoch=2), check=False)
@@ -27,6 +29,10 @@ def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path) -> N
 
     run_train(resumed, *args, "ckpt_path=last")
     assert metrics_of(resumed) == metrics_of(straight)
+    strategy_state = [
+        json.loads((d / "metrics.json").read_text())["strategy"] for d in (straight, resumed)
+    ]
+    assert strategy_state[0] == strategy_state[1]  # S, or feedback's epsilon and gap
 
 
 def test_sigterm_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
