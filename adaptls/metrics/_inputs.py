@@ -1,9 +1,9 @@
 """One batch of predictions, prepared once and shared by every metric's update.
 
 Preparing means: flatten (..., K) to (N, K), drop rows whose target is ``ignore_index``,
-turn logits into probabilities with ONE softmax, and take ONE max, chunk of rows by chunk.
-Everything the metrics need per row is derived from these, so a suite of metrics costs one
-softmax, not one each.
+turn logits into probabilities with ONE softmax and find the top-1 confidence and
+correctness with ONE max, chunk of rows by chunk. Everything the metrics need per row is
+derived from these, so a suite of metrics costs one softmax, not one each.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from torch import Tensor
 
 __all__ = [
     "CHUNK_ELEMENTS",
+    "CONFIDENCE",
+    "CORRECT",
+    "COUNT",
     "INPUT_TYPES",
     "Predictions",
     "check_options",
@@ -28,22 +31,40 @@ INPUT_TYPES = ("logits", "probs")
 # while the softmax, max and binning passes run over it, big enough to amortise per-op
 # overhead. On accelerators chunks only bound memory (64 MiB), as each op is a kernel launch.
 CHUNK_ELEMENTS = {"cpu": 1 << 18, "other": 1 << 24}
+# Rows of Predictions.stats, and columns of the bin and class tables summed from it.
+COUNT, CONFIDENCE, CORRECT = 0, 1, 2
 
 
 class Predictions(NamedTuple):
-    """Rows that count, with their per-row facts. All float tensors share one dtype.
+    r"""Rows that count, with their per-row facts. All float tensors share one dtype.
 
     The working dtype is float64 for float64 input and float32 otherwise (half precision
     inputs are upcast, so sums never accumulate in 16 bits).
+
+    The (N, K) part is kept as the residual :math:`r = p - \mathrm{onehot}(y)`, the
+    probabilities with 1 taken off at the true class: every N x K consumer wants exactly
+    that (Brier is :math:`\sum r^2`, classwise gaps are sums of :math:`-r`), and its row max
+    is the largest probability of the *other* classes, which settles top-1 correctness
+    without an argmax pass.
     """
 
-    logits: Tensor | None  # (N, K) as given (any float dtype); None for probability input
-    probs: Tensor  # (N, K) softmax(logits), or the given probabilities
+    residual: Tensor  # (N, K) contiguous p - onehot(y)
     targets: Tensor  # (N,) int64 in [0, K)
-    confidence: Tensor  # (N,) top-1 probability max_k p_k
-    prediction: Tensor  # (N,) argmax_k p_k (first index on ties, like torch.max)
-    correct: Tensor  # (N,) 1.0 where prediction == target, else 0.0
+    # (3, N) rows COUNT (1), CONFIDENCE (top-1 probability max_k p_k) and CORRECT (1.0 where
+    # argmax_k p_k, first index on ties, is the target): what bin and class tables sum.
+    stats: Tensor
     target_prob: Tensor  # (N,) p_y, the probability of the true class
+    target_log_prob: Tensor  # (N,) log p_y, exact from logits even where p_y underflows
+
+    @property
+    def confidence(self) -> Tensor:
+        """(N,) top-1 probability."""
+        return self.stats[CONFIDENCE]
+
+    @property
+    def correct(self) -> Tensor:
+        """(N,) 1.0 where the top-1 class is the target, else 0.0."""
+        return self.stats[CORRECT]
 
 
 def check_options(num_classes: int, input_type: str, n_bins: int | None = None) -> None:
@@ -74,18 +95,24 @@ def iter_predictions(
     temporary, whatever the batch size (think (batch, sequence, vocabulary) logits).
     ``validate_args=False`` skips the value checks (target range, no NaN, probabilities in
     [0, 1] summing to 1), which cost a device-to-host sync each; shape and dtype checks
-    always run.
+    always run. Rare rows (a tie for the top, a vanishing p_y) and ``ignore_index`` cost one
+    sync per chunk either way.
     """
     _check_shapes(preds, targets, num_classes)
     x = preds.detach().reshape(-1, num_classes)
-    y = targets.detach().reshape(-1)
-    if ignore_index is not None:
+    y = targets.detach().reshape(-1).long()
+    bounds = _bounds(y)
+    # One (min, max) read decides both whether any row is ignored and whether all are valid.
+    if ignore_index is not None and bounds[0] <= ignore_index <= bounds[1]:
         keep = y != ignore_index
-        if not bool(keep.all()):
-            x, y = x[keep], y[keep]
-    y = y.long()
-    if validate_args:
-        _check_targets(y, num_classes)
+        x, y = x[keep], y[keep]
+        bounds = _bounds(y)
+    if validate_args and not (bounds[0] >= 0 and bounds[1] < num_classes):
+        bad = (y < 0) | (y >= num_classes)
+        raise ValueError(
+            f"targets must be class indices in [0, {num_classes}) or ignore_index; "
+            f"got {sorted(set(y[bad][:8].tolist()))}"
+        )
     budget = CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
     rows = max(1, budget // num_classes)
     for start in range(0, y.numel(), rows):
@@ -98,28 +125,53 @@ def predictions(x: Tensor, y: Tensor, input_type: str, validate_args: bool = Tru
     """:class:`Predictions` of (N, K) logits or probabilities ``x`` and (N,) int64 targets."""
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     if input_type == "logits":
-        probs = torch.softmax(x, dim=-1, dtype=dtype)
-        logits = x
+        residual = torch.softmax(x.contiguous(), dim=-1, dtype=dtype)
     else:
-        probs = x.to(dtype)
-        logits = None
+        # A copy even when the dtype matches: the residual is formed in place.
+        residual = x.to(dtype, memory_format=torch.contiguous_format, copy=True)
         if validate_args:
-            _check_probs(probs, x.dtype)
-    confidence, prediction = probs.max(dim=-1)
+            _check_probs(residual, x.dtype)
+    column = y.unsqueeze(1)
+    target_prob = residual.gather(1, column)
+    residual.scatter_(1, column, target_prob - 1)
+    target_prob = target_prob.squeeze(1)
+    # p_y - 1 <= 0 <= every other p_k, so the row max of the residual is the largest OTHER
+    # probability: the true class is top-1 iff p_y beats it, and the larger is the confidence.
+    rival = residual.amax(dim=1)
+    stats = residual.new_ones(3, y.numel())
+    confidence = torch.maximum(target_prob, rival, out=stats[CONFIDENCE])
+    torch.gt(target_prob, rival, out=stats[CORRECT])
     # A NaN anywhere in a row (NaN or +inf logits) makes its max NaN: one cheap (N,) check.
     if validate_args and bool(confidence.isnan().any()):
         raise ValueError(
             f"preds contain NaN (or +inf logits) in {int(confidence.isnan().sum())} rows"
         )
-    return Predictions(
-        logits=logits,
-        probs=probs,
-        targets=y,
-        confidence=confidence,
-        prediction=prediction,
-        correct=(prediction == y).to(dtype),
-        target_prob=probs.gather(1, y.unsqueeze(1)).squeeze(1),
-    )
+    tiny = torch.finfo(dtype).tiny
+    target_log_prob = target_prob.log() if input_type == "logits" else target_prob.clamp(tiny).log()
+    # Rare rows take an exact path: the true class ties for the top (the first index wins,
+    # like torch.argmax), or (logits) p_y is below tiny / eps, where it has lost precision
+    # or underflowed and log p_y must come from the logits.
+    rare = target_prob == rival
+    if input_type == "logits":
+        rare |= target_prob < tiny / torch.finfo(dtype).eps
+    rows = rare.nonzero().squeeze(1)
+    if rows.numel() > 0:
+        probs = residual[rows].scatter_(1, column[rows], target_prob[rows].unsqueeze(1))
+        top = probs.argmax(dim=1)
+        stats[CORRECT, rows] = (top == y[rows]).to(dtype)
+        if input_type == "logits":
+            # log p_y = x_y - logsumexp(x) = x_y - x_top + log p_top, with p_top >= 1/K.
+            gap = (x[rows, y[rows]] - x[rows, top]).to(dtype)
+            target_log_prob[rows] = gap + confidence[rows].log()
+    return Predictions(residual, y, stats, target_prob, target_log_prob)
+
+
+def _bounds(y: Tensor) -> tuple[int, int]:
+    """(min, max) of the targets in one host read; (0, -1) for none."""
+    if y.numel() == 0:
+        return 0, -1
+    low, high = torch.aminmax(y)
+    return tuple(torch.stack((low, high)).tolist())
 
 
 def _check_shapes(preds: Tensor, targets: Tensor, num_classes: int) -> None:
@@ -136,15 +188,6 @@ def _check_shapes(preds: Tensor, targets: Tensor, num_classes: int) -> None:
         raise ValueError(
             f"preds must have shape (..., {num_classes}) and targets its leading shape (...); "
             f"got preds {tuple(preds.shape)} and targets {tuple(targets.shape)}"
-        )
-
-
-def _check_targets(y: Tensor, num_classes: int) -> None:
-    bad = (y < 0) | (y >= num_classes)
-    if bool(bad.any()):
-        raise ValueError(
-            f"targets must be class indices in [0, {num_classes}) or ignore_index; "
-            f"got {sorted(set(y[bad][:8].tolist()))}"
         )
 
 

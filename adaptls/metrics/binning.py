@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from adaptls.metrics._inputs import Predictions
+from adaptls.metrics._inputs import CONFIDENCE, CORRECT, COUNT
 
 __all__ = [
     "CONFIDENCE",
@@ -31,12 +31,9 @@ __all__ = [
     "bin_edges",
     "calibration_error",
     "reliability_table",
-    "row_stats",
     "scatter_rows",
-    "top_label_bins",
+    "top_label_table",
 ]
-
-COUNT, CONFIDENCE, CORRECT = 0, 1, 2
 
 
 def bin_edges(n_bins: int, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
@@ -44,21 +41,22 @@ def bin_edges(n_bins: int, *, dtype: torch.dtype = torch.float32, device=None) -
     return torch.linspace(0, 1, n_bins + 1, dtype=dtype, device=device)
 
 
-def top_label_bins(confidence: Tensor, n_bins: int) -> Tensor:
-    """Bin index in [0, B) of each confidence: left-closed bins, top bin closed at 1."""
-    edges = bin_edges(n_bins, dtype=confidence.dtype, device=confidence.device)
-    return (torch.bucketize(confidence, edges, right=True) - 1).clamp_(0, n_bins - 1)
+def top_label_table(stats: Tensor, n_bins: int) -> Tensor:
+    """(B, 3) bin table of a batch's (3, N) ``stats`` (rows COUNT, CONFIDENCE, CORRECT)."""
+    confidence = stats[CONFIDENCE]
+    edges = bin_edges(n_bins, dtype=stats.dtype, device=stats.device)
+    # Column j of `reached` is [c >= e_j], with the lower edges and +inf as thresholds (the
+    # top bin is closed), so adjacent differences one-hot encode the bin exactly, and one
+    # small matmul sums the stats per bin: fewer and cheaper ops than bucketize + scatter.
+    thresholds = torch.cat((edges[:n_bins], edges.new_full((1,), float("inf"))))
+    reached = torch.ge(confidence.unsqueeze(1), thresholds, out=stats.new_empty(0))
+    return (stats @ (reached[:, :-1] - reached[:, 1:])).T
 
 
-def row_stats(batch: Predictions) -> Tensor:
-    """(N, 3) per-row columns ``COUNT`` (1), ``CONFIDENCE``, ``CORRECT``, ready to scatter."""
-    ones = torch.ones_like(batch.confidence)
-    return torch.stack((ones, batch.confidence, batch.correct), dim=1)
-
-
-def scatter_rows(index: Tensor, rows: Tensor, size: int) -> Tensor:
-    """Sum the rows of ``rows`` (N, C) into ``size`` groups given by ``index`` (N,)."""
-    return rows.new_zeros(size, rows.shape[1]).index_add_(0, index, rows)
+def scatter_rows(index: Tensor, stats: Tensor, size: int) -> Tensor:
+    """(size, 3) table: row g sums the columns of ``stats`` (3, N) whose ``index`` is g."""
+    # Summing along dim 1 of a (3, N) block is about twice as fast as along dim 0 of (N, 3).
+    return stats.new_zeros(stats.shape[0], size).index_add_(1, index, stats).T
 
 
 def calibration_error(bin_table: Tensor, norm: str = "l1") -> Tensor:

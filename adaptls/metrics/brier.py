@@ -22,9 +22,8 @@ __all__ = ["BrierScore", "brier_sum"]
 
 def brier_sum(batch: Predictions) -> Tensor:
     """Sum over the batch's rows of :math:`\\sum_k (p_k - \\mathrm{onehot}_k)^2`."""
-    flat = batch.probs.reshape(-1)
-    # One dot product over N x K instead of materialising (p - onehot).
-    return torch.dot(flat, flat) - 2 * batch.target_prob.sum() + batch.targets.numel()
+    flat = batch.residual.view(-1)
+    return torch.dot(flat, flat)
 
 
 class BrierScore(PredictionMetric):
@@ -44,5 +43,4 @@ class BrierScore(PredictionMetric):
         self.count += batch.targets.numel()
 
     def compute(self) -> Tensor:
-        # The expanded form can round a hair below 0 for perfect predictions.
-        return (self.total / self.count).clamp_min(0)
+        return self.total / self.count

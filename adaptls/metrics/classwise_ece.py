@@ -16,6 +16,12 @@ Binning: :math:`b = \lfloor p \cdot B \rfloor` computed in the working dtype, wi
 the top bin. This is one multiply per probability (the N x K part is the costly one); it
 agrees with the top-label edges of :mod:`adaptls.metrics.binning` except for probabilities
 within a few ulps of an inner edge.
+
+The table is summed from the batch's residual :math:`r = p - \mathrm{onehot}(y)`:
+:math:`g_{kb} = -\sum_{i \in B_{kb}} r_{ik}`, one scatter-add in which the true class
+brings its -1 along. On CPU that scatter costs about two softmax passes for all N x K
+probabilities; with many classes almost every probability is below 1/B (a row has at most
+B - 1 at or above it), so :func:`residual_bin_sums` finds those first and scatters only them.
 """
 
 from __future__ import annotations
@@ -28,20 +34,74 @@ from torch import Tensor
 from adaptls.metrics._base import PredictionMetric
 from adaptls.metrics._inputs import Predictions, check_options
 
-__all__ = ["ClasswiseCalibrationError", "classwise_calibration_error", "classwise_gaps"]
+__all__ = [
+    "ClasswiseCalibrationError",
+    "classwise_calibration_error",
+    "classwise_gaps",
+    "residual_bin_sums",
+]
+
+# Rows summarised together by a per-class max when looking for probabilities of 1/B or
+# more, from this many classes on; with fewer classes such probabilities are too common
+# for the search to pay. Both measured with scripts/bench_metrics.py on one CPU thread.
+SEARCH_GROUP = 4
+SEARCH_MIN_CLASSES = 128
+
+
+def residual_bin_sums(batch: Predictions, n_bins: int, group: int | None = None) -> Tensor:
+    r"""(B + 1, K) table: entry (b, k) sums the :math:`r_{ik}` with
+    :math:`\lfloor p_{ik} B \rfloor = b`; row B collects p = 1 (callers fold it into B - 1).
+
+    ``group`` (``None``: :data:`SEARCH_GROUP` from :data:`SEARCH_MIN_CLASSES` classes on,
+    else 1) rows at a time share one max per class, and only groups whose max reaches 1/B
+    are scattered; every other probability is in bin 0, whose sum is the column sum minus
+    what was scattered. ``group=1`` scatters every entry.
+    """
+    r, y, p_y = batch.residual, batch.targets, batch.target_prob
+    k = r.shape[1]
+    if group is None:
+        group = SEARCH_GROUP if k >= SEARCH_MIN_CLASSES else 1
+    true_bins = (p_y * n_bins).long()
+    table = r.new_zeros(n_bins + 1, k)
+    if group == 1:
+        index = (r * n_bins).long()
+        # The true class holds p_y - 1; its bin comes from p_y.
+        index.scatter_(1, y.unsqueeze(1), true_bins.unsqueeze(1))
+        return table.scatter_add_(0, index, r)
+    where = _marked_entries(r, n_bins, group)
+    # True classes hold p_y - 1 <= 0: they never mark a group, count as 0 where a marked
+    # group brings them along, and go in by themselves.
+    values = r.view(-1)[where].clamp_min_(0)
+    flat = table.view(-1)
+    flat.index_add_(0, (values * n_bins).long().mul_(k).add_(where % k), values)
+    flat.index_add_(0, true_bins.mul_(k).add_(y), p_y - 1)
+    # Everything else is a probability below 1/B: bin 0.
+    table[0] += r.sum(dim=0) - table.sum(dim=0)
+    return table
+
+
+def _marked_entries(r: Tensor, n_bins: int, group: int) -> Tensor:
+    """Flat positions in ``r`` (N, K) of every probability that may reach bin 1: those of
+    the (row offset, class) cells whose max over ``group`` rows does, and all rows past the
+    last whole group. Rows i, i + N/group, ... share a cell, so the max is one fast
+    reduction over the leading dimension."""
+    n, k = r.shape
+    whole = n - n % group
+    rest = torch.arange(whole * k, n * k, device=r.device)
+    if whole == 0:
+        return rest
+    cells = whole // group * k
+    peak = r[:whole].reshape(group, cells).amax(dim=0)
+    hot = (peak.mul_(n_bins) >= 1).nonzero().squeeze(1)
+    starts = torch.arange(0, whole * k, cells, device=r.device).unsqueeze(1)
+    return torch.cat(((hot + starts).view(-1), rest))
 
 
 def classwise_gaps(batch: Predictions, n_bins: int) -> Tensor:
     """The (K, B) signed gaps :math:`g_{kb}` of one batch."""
-    probs, num_classes = batch.probs, batch.probs.shape[1]
-    # Row B collects p == 1 (floor gives B) and is folded into the top bin below: cheaper
-    # than clamping all N x K indices.
-    gaps = probs.new_zeros(n_bins + 1, num_classes)
-    gaps.scatter_add_(0, (probs * n_bins).long(), probs).neg_()
-    hit_bins = (batch.target_prob * n_bins).long()
-    gaps.index_put_((hit_bins, batch.targets), torch.ones_like(batch.target_prob), accumulate=True)
-    gaps[n_bins - 1] += gaps[n_bins]
-    return gaps[:n_bins].T
+    sums = residual_bin_sums(batch, n_bins)
+    sums[n_bins - 1] += sums[n_bins]
+    return sums[:n_bins].T.neg()
 
 
 def classwise_calibration_error(gaps: Tensor, count: Tensor) -> Tensor:

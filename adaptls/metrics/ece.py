@@ -11,9 +11,7 @@ from adaptls.metrics._inputs import Predictions, check_options
 from adaptls.metrics.binning import (
     calibration_error,
     reliability_table,
-    row_stats,
-    scatter_rows,
-    top_label_bins,
+    top_label_table,
 )
 
 __all__ = ["ExpectedCalibrationError"]
@@ -43,8 +41,7 @@ class ExpectedCalibrationError(PredictionMetric):
         self._add_sum_state("bin_table", n_bins, 3)
 
     def _accumulate(self, batch: Predictions) -> None:
-        bins = top_label_bins(batch.confidence, self.n_bins)
-        self.bin_table += scatter_rows(bins, row_stats(batch), self.n_bins)
+        self.bin_table += top_label_table(batch.stats, self.n_bins)
 
     def compute(self) -> Tensor:
         return calibration_error(self.bin_table, self.norm)

@@ -2,9 +2,12 @@ r"""Negative log-likelihood (mean cross-entropy against the hard labels).
 
 .. math:: \mathrm{NLL} = -\frac{1}{N}\sum_i \log p_{i y_i}
 
-From logits it is computed stably without a log-softmax pass: with the top-1 class
-:math:`\hat y_i` and its probability :math:`c_i \ge 1/K`,
-:math:`\log p_{iy} = x_{iy} - \mathrm{logsumexp}(x_i) = x_{iy} - x_{i\hat y} + \log c_i`.
+From logits it costs no log-softmax pass: :math:`\log p_{iy}` is the log of the softmax's
+:math:`p_{iy}` wherever that is a float with full precision (:math:`p_{iy} \ge`
+``tiny / eps``, about 1e-31 in float32), and for the rare rows below that it is computed from
+the logits, :math:`\log p_{iy} = x_{iy} - \mathrm{logsumexp}(x_i) = x_{iy} - x_{i\hat y}
++ \log c_i` with the top-1 class :math:`\hat y_i` and its probability :math:`c_i \ge 1/K`,
+so saturated logits give their true, large NLL.
 From probabilities, :math:`p_{iy}` is clamped to the dtype's smallest normal number, so a
 row with :math:`p_{iy} = 0` costs about 87 nats (float32) instead of making the mean infinite.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from adaptls.metrics._base import PredictionMetric
@@ -24,12 +26,7 @@ __all__ = ["NegativeLogLikelihood", "nll_sum"]
 
 def nll_sum(batch: Predictions) -> Tensor:
     """Sum over the batch's rows of :math:`-\\log p_{iy_i}`."""
-    if batch.logits is None:
-        tiny = torch.finfo(batch.target_prob.dtype).tiny
-        return -batch.target_prob.clamp_min(tiny).log().sum()
-    index = torch.stack((batch.prediction, batch.targets), dim=1)
-    top, true = batch.logits.gather(1, index).to(batch.probs.dtype).unbind(dim=1)
-    return (top - true - batch.confidence.log()).sum()
+    return -batch.target_log_prob.sum()
 
 
 class NegativeLogLikelihood(PredictionMetric):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from adaptls.metrics._inputs import Predictions
-from adaptls.metrics.binning import row_stats, scatter_rows
+from adaptls.metrics.binning import scatter_rows
 
 __all__ = ["class_table", "per_class_summary"]
 
 
 def class_table(batch: Predictions, num_classes: int) -> Tensor:
     """The (K, 3) class table of one batch."""
-    return scatter_rows(batch.targets, row_stats(batch), num_classes)
+    return scatter_rows(batch.targets, batch.stats, num_classes)
 
 
 def per_class_summary(table: Tensor) -> dict[str, Tensor]:

@@ -16,9 +16,8 @@ from adaptls.metrics.balanced_accuracy import balanced_accuracy
 from adaptls.metrics.binning import (
     calibration_error,
     reliability_table,
-    row_stats,
     scatter_rows,
-    top_label_bins,
+    top_label_table,
 )
 from adaptls.metrics.brier import brier_sum
 from adaptls.metrics.classwise_ece import classwise_calibration_error, classwise_gaps
@@ -78,10 +77,8 @@ class CalibrationSuite(PredictionMetric):
         self.add_state("correct", [], dist_reduce_fx="cat")
 
     def _accumulate(self, batch: Predictions) -> None:
-        rows = row_stats(batch)
-        bins = top_label_bins(batch.confidence, self.n_bins)
-        self.bin_table += scatter_rows(bins, rows, self.n_bins)
-        self.class_table += scatter_rows(batch.targets, rows, self.num_classes)
+        self.bin_table += top_label_table(batch.stats, self.n_bins)
+        self.class_table += scatter_rows(batch.targets, batch.stats, self.num_classes)
         self.classwise_gaps += classwise_gaps(batch, self.n_bins)
         self.nll_total += nll_sum(batch)
         self.brier_total += brier_sum(batch)
@@ -105,7 +102,7 @@ class CalibrationSuite(PredictionMetric):
             "adaece": adaece.to(self.bin_table.dtype),
             "cw_ece": classwise_calibration_error(self.classwise_gaps, count),
             "nll": self.nll_total / count,
-            "brier": (self.brier_total / count).clamp_min(0),
+            "brier": self.brier_total / count,
         }
         return result | group_accuracy(self.class_table, self.groups)
 
