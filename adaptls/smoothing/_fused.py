@@ -168,16 +168,20 @@ class _Kernel:
         self.work = z = _buffer(self.work, e - s, x.shape[1], self.cdt, x.device)
         torch.sub(x, x.amax(dim=1, keepdim=True).to(self.cdt), out=z)
         z_y = z.gather(1, y).squeeze(1)
-        # Per-row priors are read once, as rows v_i with f * v_i = eps_i * u_i (u_i itself
-        # and f = eps when every row shares one epsilon, else eps_i * u_i and f = 1), for
-        # the gradient and the loss: a summed loss needs only sum_i eps_i <u_i, z_i>, one
-        # flat dot product.
+        # The gradient goes straight into ``grad`` when it has the compute dtype, else it
+        # is built in the work buffer and cast once.
+        g = None if scale is None or grad.dtype != self.cdt else grad[s:e]
+        # Per-row priors are read once, as rows v_i with f * v_i = eps_i * u_i, for the
+        # loss and the gradient: u_i itself, gathered straight into the gradient rows (which
+        # the gradient then overwrites), and f = eps when every row shares one epsilon;
+        # else eps_i * u_i in a buffer and f = 1. A summed loss needs only
+        # sum_i eps_i <u_i, z_i>: one flat dot product.
         scaled, f = None, 1.0
         if self.smoothed and self.prior.per_row:
             if self.eps_shared is None:
                 scaled = self.prior.rows(s, e, eps)
             else:
-                scaled, f = self.prior.rows(s, e), self.eps_shared
+                scaled, f = self.prior.rows(s, e, out=g), self.eps_shared
         prior_sum = 0.0
         row = z_y * (eps - 1.0)
         if loss is not None and self.smoothed:
@@ -189,12 +193,14 @@ class _Kernel:
                 row = row.sub_(torch.linalg.vecdot(scaled, z).mul_(f))
         total = z.exp_().sum(dim=1)
         if scale is not None:
-            g = grad[s:e] if grad.dtype == self.cdt else z
-            torch.mul(z, (counted * scale / total).unsqueeze(1), out=g)
+            g = z if g is None else g
+            weight = (counted * scale / total).unsqueeze(1)
             if scaled is not None:
-                g.sub_(scaled, alpha=scale * f)
-            elif self.smoothed:
-                self.prior.subtract_(g, eps * scale)
+                torch.sub(z.mul_(weight), scaled, alpha=scale * f, out=g)
+            else:
+                torch.mul(z, weight, out=g)
+                if self.smoothed:
+                    self.prior.subtract_(g, eps * scale)
             g.scatter_add_(1, y, ((eps - counted) * scale).unsqueeze(1))
             if grad_output is not None:
                 g.mul_(grad_output.to(self.cdt))
@@ -217,16 +223,17 @@ class _Prior:
         self.per_row = prior is not None and prior.dim() == 2
         self.buffer: Tensor | None = None
 
-    def rows(self, s: int, e: int, c: Tensor | None = None) -> Tensor:
-        """u_i (times c_i, if given) for rows s..e of a per-row prior, in the buffer (or
-        the caller's rows themselves, when they need neither a cast nor a scale)."""
+    def rows(self, s: int, e: int, c: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """u_i (times c_i, if given) for rows s..e of a per-row prior, in ``out`` or the
+        buffer (or the caller's rows themselves, when they need neither a cast nor a
+        scale)."""
         if self.index is None:
             u = self.prior[s:e]
             if c is None and u.dtype == self.dtype:
                 return u
             out = self._buffer(e - s)
             return torch.mul(u, c.unsqueeze(1), out=out) if c is not None else out.copy_(u)
-        u = self._buffer(e - s)
+        u = self._buffer(e - s) if out is None else out
         if self.prior.dtype == self.dtype:
             torch.index_select(self.prior, 0, self.index[s:e], out=u)
         else:
