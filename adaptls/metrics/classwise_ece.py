@@ -92,23 +92,9 @@ def _marked_entries(r: Tensor, n_bins: int, group: int) -> Tensor:
         return rest
     cells = whole // group * k
     peak = r[:whole].reshape(group, cells).amax(dim=0)
-    hot = _nonzero_sparse(peak.mul_(n_bins) >= 1)
+    hot = (peak.mul_(n_bins) >= 1).nonzero().squeeze(1)
     starts = torch.arange(0, whole * k, cells, device=r.device).unsqueeze(1)
     return torch.cat(((hot + starts).view(-1), rest))
-
-
-def _nonzero_sparse(mask: Tensor) -> Tensor:
-    """Indices of the True entries of a mostly False 1-D ``mask``.
-
-    ``nonzero`` costs a few ns per scanned element on CPU; scanning the mask as 64-bit words
-    first (eight entries each), then only the entries of non-zero words, costs a fraction.
-    """
-    n = mask.numel()
-    padded = mask.new_zeros(-(-n // 8) * 8)
-    padded[:n] = mask
-    words = padded.view(torch.int64).nonzero().squeeze(1)
-    candidates = (words.unsqueeze(1) * 8 + torch.arange(8, device=mask.device)).view(-1)
-    return candidates[padded[candidates]]
 
 
 def classwise_gaps(batch: Predictions, n_bins: int) -> Tensor:

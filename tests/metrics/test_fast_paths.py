@@ -1,6 +1,6 @@
 """The shortcuts that make a suite update cheap give the same values as the plain definitions:
-top-1 from the residual's row max (ties, underflow), the classwise search for probabilities
-in bins >= 1, the one-hot top-label table, the sparse nonzero."""
+top-1 from the residual's row max (ties, underflow), the one-hot top-label table, and the
+classwise search for probabilities in bins >= 1."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from adaptls.metrics import (
 from adaptls.metrics._inputs import predictions
 from adaptls.metrics.classwise_ece import (
     SEARCH_MIN_CLASSES,
-    _nonzero_sparse,
     classwise_gaps,
     residual_bin_sums,
 )
@@ -186,15 +185,3 @@ def test_classwise_gaps_fold_probability_one_into_the_top_bin():
     torch.testing.assert_close(gaps[0], torch.tensor([1.0, 0.0, -0.5, 0.0]))
     # class 1: p = 0 miss (0), p = 1 miss (-1 in the top bin), 0.5 hit (+0.5 in bin 2)
     torch.testing.assert_close(gaps[1], torch.tensor([0.0, 0.0, 0.5, -1.0]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(0, 300),
-    density=st.sampled_from([0.0, 0.01, 0.2, 1.0]),
-    seed=st.integers(0, 2**31 - 1),
-)
-def test_nonzero_sparse_equals_nonzero(n, density, seed):
-    generator = torch.Generator().manual_seed(seed)
-    mask = torch.rand(n, generator=generator) < density
-    assert torch.equal(_nonzero_sparse(mask), mask.nonzero().squeeze(1))
