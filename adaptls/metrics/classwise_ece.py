@@ -26,9 +26,9 @@ B - 1 at or above it), so :func:`residual_bin_sums` finds those first and scatte
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from adaptls.metrics._base import PredictionMetric
@@ -39,62 +39,68 @@ __all__ = [
     "classwise_calibration_error",
     "classwise_gaps",
     "residual_bin_sums",
+    "search_group",
 ]
 
-# Rows summarised together by a per-class max when looking for probabilities of 1/B or
-# more, from this many classes on; with fewer classes such probabilities are too common
-# for the search to pay. Both measured with scripts/bench_metrics.py on one CPU thread.
-SEARCH_GROUP = 4
-SEARCH_MIN_CLASSES = 128
+
+def search_group(num_classes: int) -> int:
+    """Rows that :func:`residual_bin_sums` summarises together for ``num_classes`` (1: none).
+
+    Searching costs about one scan per cell (N K / G of them) plus one scatter per entry of
+    a marked cell (about G h N of them, with h ~ 1-3 probabilities of 1/B or more per row):
+    least near G = sqrt(K / 5) with the per-entry costs measured on CPU. Below G = 4
+    (K < 80) scattering everything is as fast and simpler.
+    """
+    group = math.isqrt(num_classes // 5)
+    return group if group >= 4 else 1
 
 
 def residual_bin_sums(batch: Predictions, n_bins: int, group: int | None = None) -> Tensor:
     r"""(B + 1, K) table: entry (b, k) sums the :math:`r_{ik}` with
     :math:`\lfloor p_{ik} B \rfloor = b`; row B collects p = 1 (callers fold it into B - 1).
 
-    ``group`` (``None``: :data:`SEARCH_GROUP` from :data:`SEARCH_MIN_CLASSES` classes on,
-    else 1) rows at a time share one max per class, and only groups whose max reaches 1/B
-    are scattered; every other probability is in bin 0, whose sum is the column sum minus
-    what was scattered. ``group=1`` scatters every entry.
+    ``group`` (``None``: :func:`search_group`; 1: scatter every entry) rows at a time share
+    one max per class, and only the groups whose max can reach bin 1 are scattered (rows
+    past the last whole group: all).
     """
     r, y, p_y = batch.residual, batch.targets, batch.target_prob
-    k = r.shape[1]
+    n, k = r.shape
     if group is None:
-        group = SEARCH_GROUP if k >= SEARCH_MIN_CLASSES else 1
-    true_bins = (p_y * n_bins).long()
-    table = r.new_zeros(n_bins + 1, k)
-    if group == 1:
-        index = (r * n_bins).long()
-        # The true class holds p_y - 1; its bin comes from p_y.
-        index.scatter_(1, y.unsqueeze(1), true_bins.unsqueeze(1))
-        return table.scatter_add_(0, index, r)
-    where = _marked_entries(r, n_bins, group)
-    # True classes hold p_y - 1 <= 0: they never mark a group, count as 0 where a marked
-    # group brings them along, and go in by themselves.
-    values = r.view(-1)[where].clamp_min_(0)
-    flat = table.view(-1)
-    flat.index_add_(0, (values * n_bins).long().mul_(k).add_(where % k), values)
-    flat.index_add_(0, true_bins.mul_(k).add_(y), p_y - 1)
-    # Everything else is a probability below 1/B: bin 0.
-    table[0] += r.sum(dim=0) - table.sum(dim=0)
+        group = search_group(k)
+    whole = n - n % group if group > 1 else 0
+    table = _scatter_all(r[whole:], y[whole:], p_y[whole:], n_bins)
+    if whole:
+        table += _scatter_marked(r[:whole], y[:whole], p_y[:whole], n_bins, group)
     return table
 
 
-def _marked_entries(r: Tensor, n_bins: int, group: int) -> Tensor:
-    """Flat positions in ``r`` (N, K) of every probability that may reach bin 1: those of
-    the (row offset, class) cells whose max over ``group`` rows does, and all rows past the
-    last whole group. Rows i, i + N/group, ... share a cell, so the max is one fast
-    reduction over the leading dimension."""
-    n, k = r.shape
-    whole = n - n % group
-    rest = torch.arange(whole * k, n * k, device=r.device)
-    if whole == 0:
-        return rest
-    cells = whole // group * k
-    peak = r[:whole].reshape(group, cells).amax(dim=0)
-    hot = (peak.mul_(n_bins) >= 1).nonzero().squeeze(1)
-    starts = torch.arange(0, whole * k, cells, device=r.device).unsqueeze(1)
-    return torch.cat(((hot + starts).view(-1), rest))
+def _scatter_all(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int) -> Tensor:
+    """:func:`residual_bin_sums` of some rows, scattering every entry."""
+    index = (r * n_bins).long()
+    # The true class holds p_y - 1; its bin comes from p_y.
+    index.scatter_(1, y.unsqueeze(1), (p_y * n_bins).long().unsqueeze(1))
+    return r.new_zeros(n_bins + 1, r.shape[1]).scatter_add_(0, index, r)
+
+
+def _scatter_marked(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int, group: int) -> Tensor:
+    """:func:`residual_bin_sums` of ``group`` * m rows, scattering only what may leave bin 0.
+
+    Rows i, i + m, ... share a cell per class, so the max of a cell is one fast reduction
+    over the leading dimension. A cell whose max reaches 1/B (a hair below, so rounding in
+    p B never hides one) is scattered whole; everything else is in bin 0, whose sum is the
+    column sum minus what was scattered. True classes hold p_y - 1 <= 0: they never mark a
+    cell, count as 0 where a marked cell brings them along, and go in by themselves.
+    """
+    k = r.shape[1]
+    cells = r.reshape(group, -1)
+    hot = (cells.amax(dim=0) >= (1 - 2**-20) / n_bins).nonzero().squeeze(1)
+    values = cells.index_select(1, hot).clamp_min_(0)
+    table = r.new_zeros(n_bins + 1, k)
+    flat = table.view(-1)
+    flat.index_add_(0, (values * n_bins).long().mul_(k).add_(hot % k).view(-1), values.view(-1))
+    flat.index_add_(0, (p_y * n_bins).long().mul_(k).add_(y), p_y - 1)
+    table[0] += r.sum(dim=0) - table.sum(dim=0)
+    return table
 
 
 def classwise_gaps(batch: Predictions, n_bins: int) -> Tensor:

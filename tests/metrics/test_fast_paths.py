@@ -20,9 +20,9 @@ from adaptls.metrics import (
 )
 from adaptls.metrics._inputs import predictions
 from adaptls.metrics.classwise_ece import (
-    SEARCH_MIN_CLASSES,
     classwise_gaps,
     residual_bin_sums,
+    search_group,
 )
 
 
@@ -147,9 +147,7 @@ def test_searching_groups_equals_scattering_everything(group, n, k, scale):
     torch.testing.assert_close(residual_bin_sums(batch, 15, group=group), dense, rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize(
-    ("n", "k", "scale"), [(300, SEARCH_MIN_CLASSES, 3.0), (41, 1000, 8.0), (9, 500, 0.5)]
-)
+@pytest.mark.parametrize(("n", "k", "scale"), [(300, 80, 3.0), (41, 1000, 8.0), (9, 500, 0.5)])
 def test_many_classes_classwise_ece_equals_reference(n, k, scale):
     logits, targets = batch_of(n, k, scale, seed=k)
     probs = torch.softmax(logits, -1)
@@ -185,3 +183,7 @@ def test_classwise_gaps_fold_probability_one_into_the_top_bin():
     torch.testing.assert_close(gaps[0], torch.tensor([1.0, 0.0, -0.5, 0.0]))
     # class 1: p = 0 miss (0), p = 1 miss (-1 in the top bin), 0.5 hit (+0.5 in bin 2)
     torch.testing.assert_close(gaps[1], torch.tensor([0.0, 0.0, 0.5, -1.0]))
+
+
+def test_search_group_grows_with_the_number_of_classes():
+    assert [search_group(k) for k in (2, 10, 79, 80, 256, 1000)] == [1, 1, 1, 4, 7, 14]
