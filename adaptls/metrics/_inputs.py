@@ -27,10 +27,10 @@ __all__ = [
 ]
 
 INPUT_TYPES = ("logits", "probs")
-# Probabilities per chunk of rows. On CPU 1 MiB of float32: small enough to stay in cache
-# while the softmax, max and binning passes run over it, big enough to amortise per-op
-# overhead. On accelerators chunks only bound memory (64 MiB), as each op is a kernel launch.
-CHUNK_ELEMENTS = {"cpu": 1 << 18, "other": 1 << 24}
+# Probabilities per chunk of rows: bounds every N x K temporary. On CPU 4 MiB of float32:
+# an update runs a few dozen ops per chunk at a few us each, which outweighs what smaller,
+# cache-sized chunks save (measured with scripts/bench_metrics.py). On accelerators 64 MiB.
+CHUNK_ELEMENTS = {"cpu": 1 << 20, "other": 1 << 24}
 # Rows of Predictions.stats, and columns of the bin and class tables summed from it.
 COUNT, CONFIDENCE, CORRECT = 0, 1, 2
 

@@ -77,11 +77,12 @@ class CalibrationSuite(PredictionMetric):
         self.add_state("correct", [], dist_reduce_fx="cat")
 
     def _accumulate(self, batch: Predictions) -> None:
-        self.bin_table += top_label_table(batch.stats, self.n_bins)
-        self.class_table += scatter_rows(batch.targets, batch.stats, self.num_classes)
-        self.classwise_gaps += classwise_gaps(batch, self.n_bins)
-        self.nll_total += nll_sum(batch)
-        self.brier_total += brier_sum(batch)
+        # In place: `state += x` also goes through nn.Module.__setattr__, per state per chunk.
+        self.bin_table.add_(top_label_table(batch.stats, self.n_bins))
+        self.class_table.add_(scatter_rows(batch.targets, batch.stats, self.num_classes))
+        self.classwise_gaps.add_(classwise_gaps(batch, self.n_bins))
+        self.nll_total.add_(nll_sum(batch))
+        self.brier_total.add_(brier_sum(batch))
         self.confidences.append(batch.confidence)
         self.correct.append(batch.correct)
 
