@@ -1,10 +1,13 @@
 """Benchmark: cost of one CalibrationSuite update relative to one softmax over the same logits.
 
-Plain script (run by ``make bench``); prints a markdown table. Everything is timed in this
-one process with the candidates interleaved inside every repeat, and the median over
-repeats is reported, so a noisy neighbour slows all candidates alike. ``--clock cpu``
-measures the CPU time this process spends instead of wall time: on a shared machine it is
-blind to the time other processes take the cores (use it with ``--threads 1``).
+Plain script (run by ``make bench``); prints two markdown tables: the update against one
+softmax (and torchmetrics' ECE), then where the update's time goes: preparing the batch
+(softmax, top-1, per-row facts), the classwise-ECE bin table (the one part that touches
+every probability again), and the rest. Everything is timed in this one process with the
+candidates interleaved inside every repeat, and the median over repeats is reported, so a
+noisy neighbour slows all candidates alike. ``--clock cpu`` measures the CPU time this
+process spends instead of wall time: on a shared machine it is blind to the time other
+processes take the cores (use it with ``--threads 1``).
 
     python scripts/bench_metrics.py [--repeats 31] [--threads N] [--clock wall|cpu]
                                     [--device cpu|cuda]
@@ -21,6 +24,8 @@ import torch
 from torchmetrics.classification import MulticlassCalibrationError
 
 from adaptls.metrics import CalibrationSuite
+from adaptls.metrics._inputs import iter_predictions
+from adaptls.metrics.classwise_ece import classwise_gaps
 
 SHAPES = ((4096, 10), (4096, 100), (1024, 1000))
 
@@ -61,12 +66,16 @@ def bench_shape(
         reference.update(logits, targets)
         reference.reset()
 
+    prepared = list(iter_predictions(logits, targets, k))
+
     candidates = {
         "softmax": lambda: torch.softmax(logits, dim=-1),
         # The floor of any top-label metric: probabilities, then confidence and prediction.
         "softmax+max": lambda: torch.softmax(logits, dim=-1).max(dim=-1),
         "suite": suite_update,
         "torchmetrics ECE": torchmetrics_update,
+        "prepare": lambda: list(iter_predictions(logits, targets, k)),
+        "classwise": lambda: [classwise_gaps(batch, 15) for batch in prepared],
     }
     measure = _timer(device, clock)
     for fn in candidates.values():  # warm-up
@@ -94,18 +103,28 @@ def main() -> None:
         f"{args.clock} clock, median of {args.repeats} interleaved repeats, float32 logits, "
         f"15 bins\n"
     )
+    rows = [(n, k, bench_shape(n, k, args.repeats, device, CLOCKS[args.clock])) for n, k in SHAPES]
     print(
         "| N | K | softmax (us) | softmax+max / softmax | suite update (us) | suite / softmax "
         "| torchmetrics ECE update (us) | torchmetrics / softmax |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, k in SHAPES:
-        t = bench_shape(n, k, args.repeats, device, CLOCKS[args.clock])
+    for n, k, t in rows:
         soft = t["softmax"]
         print(
             f"| {n} | {k} | {soft * 1e6:.0f} | {t['softmax+max'] / soft:.2f}x "
             f"| {t['suite'] * 1e6:.0f} | {t['suite'] / soft:.2f}x "
             f"| {t['torchmetrics ECE'] * 1e6:.0f} | {t['torchmetrics ECE'] / soft:.2f}x |"
+        )
+    print("\nWhere a suite update goes, in softmax passes:\n")
+    print("| N | K | prepare (softmax, top-1, per-row) | classwise bin table | the rest |")
+    print("|---:|---:|---:|---:|---:|")
+    for n, k, t in rows:
+        soft = t["softmax"]
+        rest = t["suite"] - t["prepare"] - t["classwise"]
+        print(
+            f"| {n} | {k} | {t['prepare'] / soft:.2f}x | {t['classwise'] / soft:.2f}x "
+            f"| {rest / soft:.2f}x |"
         )
 
 

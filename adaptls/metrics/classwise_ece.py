@@ -59,14 +59,15 @@ def residual_bin_sums(batch: Predictions, n_bins: int, group: int | None = None)
     r"""(B + 1, K) table: entry (b, k) sums the :math:`r_{ik}` with
     :math:`\lfloor p_{ik} B \rfloor = b`; row B collects p = 1 (callers fold it into B - 1).
 
-    ``group`` (``None``: :func:`search_group`; 1: scatter every entry) rows at a time share
-    one max per class, and only the groups whose max can reach bin 1 are scattered (rows
-    past the last whole group: all).
+    ``group`` rows at a time share one max per class, and only the groups whose max can
+    reach bin 1 are scattered (rows past the last whole group: all). ``None``:
+    :func:`search_group` on CPU, 1 (scatter every entry) elsewhere.
     """
     r, y, p_y = batch.residual, batch.targets, batch.target_prob
     n, k = r.shape
     if group is None:
-        group = search_group(k)
+        # Accelerators scatter in parallel, and nonzero would cost a host sync there.
+        group = search_group(k) if r.device.type == "cpu" else 1
     whole = n - n % group if group > 1 else 0
     table = _scatter_all(r[whole:], y[whole:], p_y[whole:], n_bins)
     if whole:
