@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,18 @@ def read_wandb_run() -> Callable[[Path], dict[str, Any]]:
     return read_offline_run
 
 
-def read_offline_run(run_dir: Path) -> dict[str, Any]:
+def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict[str, Any]:
+    """The run's records; waits (up to ``wait_s``) for W&B's service process, which writes
+    the file asynchronously, to have written the exit record."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _read_offline_run_once(run_dir)
+        if run["exit_code"] is not None or time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_offline_run_once(run_dir: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2
 
     (path,) = run_dir.glob("run-*.wandb")
