@@ -19,6 +19,10 @@ from adaptls.data.split import stratified_split
 class TensorDataModule(pl.LightningDataModule):
     """A classification dataset held as tensors, served as ``(inputs, targets, indices)``.
 
+    Options every datamodule takes (subclasses forward them as ``**kwargs``):
+    ``batch_size``, ``num_workers``, ``val_fraction``, ``seed``, ``imbalance_ratio`` and
+    ``imbalance_profile`` (``exp`` or ``step``).
+
     Subclasses set ``num_classes`` and ``input_shape`` in ``__init__`` (both known before
     any data is loaded, so models can be built from them) and implement :meth:`load`, which
     returns the full training and test splits. :meth:`setup` then, with one

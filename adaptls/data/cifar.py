@@ -53,21 +53,9 @@ class CIFARDataModule(TensorDataModule):
         data_dir: str = "~/.cache/adaptls",
         download: bool = True,
         augment: bool = True,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        imbalance_ratio: float = 1.0,
-        imbalance_profile: str = "exp",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            imbalance_ratio=imbalance_ratio,
-            imbalance_profile=imbalance_profile,
-        )
+        super().__init__(**kwargs)
         if not isinstance(data_dir, (str, Path)) or not str(data_dir):
             raise ValueError(f"data_dir must be a non-empty path, got {data_dir!r}")
         self.data_dir = Path(data_dir).expanduser()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -24,20 +26,9 @@ class DigitsDataModule(TensorDataModule):
         self,
         *,
         batch_size: int = 64,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        imbalance_ratio: float = 1.0,
-        imbalance_profile: str = "exp",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            imbalance_ratio=imbalance_ratio,
-            imbalance_profile=imbalance_profile,
-        )
+        super().__init__(batch_size=batch_size, **kwargs)
         self.num_classes = 10
         self.input_shape = (64,)
 

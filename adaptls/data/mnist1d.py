@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,22 +31,10 @@ class MNIST1DDataModule(TensorDataModule):
     def __init__(
         self,
         *,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        imbalance_ratio: float = 1.0,
-        imbalance_profile: str = "exp",
         dataset_seed: int = 42,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            imbalance_ratio=imbalance_ratio,
-            imbalance_profile=imbalance_profile,
-        )
+        super().__init__(**kwargs)
         self.dataset_seed = check_int("dataset_seed", dataset_seed, minimum=0)
         self.num_classes = 10
         self.input_shape = (1, 40)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -30,21 +32,9 @@ class SyntheticDataModule(TensorDataModule):
         separation: float = 2.5,
         num_train: int = 4000,
         num_test: int = 1000,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        val_fraction: float = 0.1,
-        seed: int = 0,
-        imbalance_ratio: float = 1.0,
-        imbalance_profile: str = "exp",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            seed=seed,
-            imbalance_ratio=imbalance_ratio,
-            imbalance_profile=imbalance_profile,
-        )
+        super().__init__(**kwargs)
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
         self.dim = check_int("dim", dim, minimum=1)
         self.separation = check_float("separation", separation, minimum=0.0)
