@@ -9,9 +9,9 @@ Row by row, with :math:`z_i = x_i - \max_k x_{ik}` (so nothing overflows),
     \frac{\partial \ell_i}{\partial x_i} = \mathrm{softmax}(x_i) - t_i ,
 
 the same loss as :math:`-\langle t_i, \log\mathrm{softmax}(x_i) \rangle` and as accurate as
-a log-softmax. Work is chunked over rows; a chunk's temporaries (a few hundred KiB) stay in
-cache while every pass over it runs, so only the first read of the logits, the gather of
-per-row priors and the write of the gradient go to memory.
+a log-softmax. Work is chunked over rows; a chunk's temporaries (about 1 MiB per thread)
+stay in cache while every pass over it runs, so only the first read of the logits, the
+gather of per-row priors and the write of the gradient go to memory.
 """
 
 from __future__ import annotations
@@ -126,9 +126,7 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
 
 
 class _Kernel:
-    """One chunk of rows: their loss and, given weights w, the gradient rows
-    w_i * (softmax(x_i) - t_i) written into ``grad`` (straight into it when it has the
-    compute dtype, else built in the work buffer and cast once)."""
+    """The work on one chunk of rows: their loss and, on request, their gradient rows."""
 
     def __init__(
         self, logits, targets, eps, prior, prior_index, ignore_index, all_counted: bool
