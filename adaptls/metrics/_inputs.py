@@ -161,7 +161,7 @@ def predictions(x: Tensor, y: Tensor, input_type: str, validate_args: bool = Tru
         stats[CORRECT, rows] = (top == y[rows]).to(dtype)
         if input_type == "logits":
             # log p_y = x_y - logsumexp(x) = x_y - x_top + log p_top, with p_top >= 1/K.
-            gap = (x[rows, y[rows]] - x[rows, top]).to(dtype)
+            gap = x[rows, y[rows]].to(dtype) - x[rows, top].to(dtype)
             target_log_prob[rows] = gap + confidence[rows].log()
     return Predictions(residual, y, stats, target_prob, target_log_prob)
 

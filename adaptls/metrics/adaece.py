@@ -9,8 +9,8 @@ the value depends only on the multiset of (confidence, correct) pairs, not on th
 data arrived in or how it was split across ranks.
 
 The bin edges are quantiles of *all* the data, so this metric cannot stream: it keeps every
-row's confidence and correctness (two "cat" states, gathered across ranks at compute;
-8 bytes per row in float32).
+row's confidence and correctness (two "cat" states, gathered across ranks at compute:
+views of each batch's (3, N) per-row stats, so 12 bytes per row in float32).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class CalibrationSuite(PredictionMetric):
 
     State: the (B, 3) top-label bin table, the (K, 3) class table, the (K, B) classwise
     gaps and two scalars, all summed across ranks; plus the confidences and correctness of
-    every row for AdaECE (a "cat" state, 8 bytes per row).
+    every row for AdaECE ("cat" states, 12 bytes per row).
     """
 
     def __init__(
