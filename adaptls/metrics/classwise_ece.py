@@ -48,10 +48,10 @@ def search_group(num_classes: int) -> int:
 
     Searching costs about one scan per cell (N K / G of them) plus one scatter per entry of
     a marked cell (about G h N of them, with h ~ 1-3 probabilities of 1/B or more per row):
-    least near G = sqrt(K / 5) with the per-entry costs measured on CPU. Below G = 4
-    (K < 80) scattering everything is as fast and simpler.
+    least near G = sqrt(2 K / 5) with the per-entry costs measured on CPU. Below G = 4
+    (K < 40) scattering everything is as fast and simpler.
     """
-    group = math.isqrt(num_classes // 5)
+    group = math.isqrt(2 * num_classes // 5)
     return group if group >= 4 else 1
 
 
@@ -98,7 +98,9 @@ def _scatter_marked(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int, group: int) 
     values = cells.index_select(1, hot).clamp_min_(0)
     table = r.new_zeros(n_bins + 1, k)
     flat = table.view(-1)
-    flat.index_add_(0, (values * n_bins).long().mul_(k).add_(hot % k).view(-1), values.view(-1))
+    # int32 indices: int64 arithmetic on every marked entry costs more than the scatter.
+    index = (values * n_bins).int().mul_(k).add_((hot % k).int())
+    flat.index_add_(0, index.view(-1), values.view(-1))
     flat.index_add_(0, (p_y * n_bins).long().mul_(k).add_(y), p_y - 1)
     table[0] += r.sum(dim=0) - table.sum(dim=0)
     return table

@@ -147,7 +147,7 @@ def test_searching_groups_equals_scattering_everything(group, n, k, scale):
     torch.testing.assert_close(residual_bin_sums(batch, 15, group=group), dense, rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize(("n", "k", "scale"), [(300, 80, 3.0), (41, 1000, 8.0), (9, 500, 0.5)])
+@pytest.mark.parametrize(("n", "k", "scale"), [(300, 40, 3.0), (41, 1000, 8.0), (9, 500, 0.5)])
 def test_many_classes_classwise_ece_equals_reference(n, k, scale):
     logits, targets = batch_of(n, k, scale, seed=k)
     probs = torch.softmax(logits, -1)
@@ -186,4 +186,4 @@ def test_classwise_gaps_fold_probability_one_into_the_top_bin():
 
 
 def test_search_group_grows_with_the_number_of_classes():
-    assert [search_group(k) for k in (2, 10, 79, 80, 256, 1000)] == [1, 1, 1, 4, 7, 14]
+    assert [search_group(k) for k in (2, 10, 39, 40, 256, 1000)] == [1, 1, 1, 4, 10, 20]
