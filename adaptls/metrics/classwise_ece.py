@@ -20,8 +20,9 @@ within a few ulps of an inner edge.
 The table is summed from the batch's residual :math:`r = p - \mathrm{onehot}(y)`:
 :math:`g_{kb} = -\sum_{i \in B_{kb}} r_{ik}`, one scatter-add in which the true class
 brings its -1 along. On CPU that scatter costs about two softmax passes for all N x K
-probabilities; with many classes almost every probability is below 1/B (a row has at most
-B - 1 at or above it), so :func:`residual_bin_sums` finds those first and scatters only them.
+probabilities; with many classes almost every probability is below 1/B (a row sums to 1, so
+at most B of its entries reach it), so :func:`residual_bin_sums` finds those first and
+scatters only them, from 40 classes on.
 """
 
 from __future__ import annotations
