@@ -20,6 +20,7 @@ __all__ = [
     "CORRECT",
     "COUNT",
     "INPUT_TYPES",
+    "MIN_CHUNK_ROWS",
     "Predictions",
     "check_options",
     "iter_predictions",
@@ -31,6 +32,9 @@ INPUT_TYPES = ("logits", "probs")
 # an update runs a few dozen ops per chunk at a few us each, which outweighs what smaller,
 # cache-sized chunks save (measured with scripts/bench_metrics.py). On accelerators 64 MiB.
 CHUNK_ELEMENTS = {"cpu": 1 << 20, "other": 1 << 24}
+# ... but at least this many rows: every chunk also builds (K, B) tables, which must stay
+# small next to the chunk's N x K even for vocabulary-sized K.
+MIN_CHUNK_ROWS = 64
 # Rows of Predictions.stats, and columns of the bin and class tables summed from it.
 COUNT, CONFIDENCE, CORRECT = 0, 1, 2
 
@@ -91,8 +95,9 @@ def iter_predictions(
     """Validate, flatten and filter ``preds`` (..., K) and ``targets`` (...), then yield the
     rows that count as :class:`Predictions`, chunk by chunk (nothing for no rows).
 
-    Chunks of at most ``CHUNK_ELEMENTS`` probabilities (or one row) bound every N x K
-    temporary, whatever the batch size (think (batch, sequence, vocabulary) logits).
+    Chunks of at most ``CHUNK_ELEMENTS`` probabilities (or ``MIN_CHUNK_ROWS`` rows) bound
+    every N x K temporary, whatever the batch size (think (batch, sequence, vocabulary)
+    logits).
     ``validate_args=False`` skips the value checks (target range, no NaN, probabilities in
     [0, 1] summing to 1), which cost a device-to-host sync each; shape and dtype checks
     always run. Rare rows (a tie for the top, a vanishing p_y) and ``ignore_index`` cost one
@@ -114,7 +119,7 @@ def iter_predictions(
             f"got {sorted(set(y[bad][:8].tolist()))}"
         )
     budget = CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
-    rows = max(1, budget // num_classes)
+    rows = max(MIN_CHUNK_ROWS, budget // num_classes)
     for start in range(0, y.numel(), rows):
         yield predictions(
             x[start : start + rows], y[start : start + rows], input_type, validate_args

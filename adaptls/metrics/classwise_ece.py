@@ -57,8 +57,8 @@ def search_group(num_classes: int) -> int:
 
 
 def residual_bin_sums(batch: Predictions, n_bins: int, group: int | None = None) -> Tensor:
-    r"""(B + 1, K) table: entry (b, k) sums the :math:`r_{ik}` with
-    :math:`\lfloor p_{ik} B \rfloor = b`; row B collects p = 1 (callers fold it into B - 1).
+    r"""(K, B + 1) table: entry (k, b) sums the :math:`r_{ik}` with
+    :math:`\lfloor p_{ik} B \rfloor = b`; column B collects p = 1 (callers fold it into B - 1).
 
     ``group`` rows at a time share one max per class, and only the groups whose max can
     reach bin 1 are scattered (rows past the last whole group: all). ``None``:
@@ -69,10 +69,13 @@ def residual_bin_sums(batch: Predictions, n_bins: int, group: int | None = None)
     if group is None:
         # Accelerators scatter in parallel, and nonzero would cost a host sync there.
         group = search_group(k) if r.device.type == "cpu" else 1
-    whole = n - n % group if group > 1 else 0
-    table = _scatter_all(r[whole:], y[whole:], p_y[whole:], n_bins)
-    if whole:
-        table += _scatter_marked(r[:whole], y[:whole], p_y[:whole], n_bins, group)
+    group = min(group, n)  # a chunk of a few rows of very many classes: one group
+    if group <= 1:
+        return _scatter_all(r, y, p_y, n_bins)
+    whole = n - n % group
+    table = _scatter_marked(r[:whole], y[:whole], p_y[:whole], n_bins, group)
+    if whole < n:
+        table += _scatter_all(r[whole:], y[whole:], p_y[whole:], n_bins)
     return table
 
 
@@ -81,7 +84,7 @@ def _scatter_all(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int) -> Tensor:
     index = (r * n_bins).long()
     # The true class holds p_y - 1; its bin comes from p_y.
     index.scatter_(1, y.unsqueeze(1), (p_y * n_bins).long().unsqueeze(1))
-    return r.new_zeros(n_bins + 1, r.shape[1]).scatter_add_(0, index, r)
+    return r.new_zeros(n_bins + 1, r.shape[1]).scatter_add_(0, index, r).T
 
 
 def _scatter_marked(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int, group: int) -> Tensor:
@@ -93,25 +96,25 @@ def _scatter_marked(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int, group: int) 
     column sum minus what was scattered. True classes hold p_y - 1 <= 0: they never mark a
     cell, count as 0 where a marked cell brings them along, and go in by themselves.
     """
-    k = r.shape[1]
+    k, width = r.shape[1], n_bins + 1
     cells = r.reshape(group, -1)
     hot = (cells.amax(dim=0) >= (1 - 2**-20) / n_bins).nonzero().squeeze(1)
     values = cells.index_select(1, hot).clamp_min_(0)
-    table = r.new_zeros(n_bins + 1, k)
+    table = r.new_zeros(k, width)
     flat = table.view(-1)
     # int32 indices: int64 arithmetic on every marked entry costs more than the scatter.
-    index = (values * n_bins).int().mul_(k).add_((hot % k).int())
+    index = (values * n_bins).int().add_((hot % k).int().mul_(width))
     flat.index_add_(0, index.view(-1), values.view(-1))
-    flat.index_add_(0, (p_y * n_bins).long().mul_(k).add_(y), p_y - 1)
-    table[0] += r.sum(dim=0) - table.sum(dim=0)
+    flat.index_add_(0, (p_y * n_bins).long().add_(y * width), p_y - 1)
+    table[:, 0] += r.sum(dim=0) - table.sum(dim=1)
     return table
 
 
 def classwise_gaps(batch: Predictions, n_bins: int) -> Tensor:
     """The (K, B) signed gaps :math:`g_{kb}` of one batch."""
     sums = residual_bin_sums(batch, n_bins)
-    sums[n_bins - 1] += sums[n_bins]
-    return sums[:n_bins].T.neg()
+    sums[:, n_bins - 1] += sums[:, n_bins]
+    return sums[:, :n_bins].neg_()
 
 
 def classwise_calibration_error(gaps: Tensor, count: Tensor) -> Tensor:

@@ -164,6 +164,7 @@ def test_many_classes_suite_equals_single_metrics_over_chunks(monkeypatch):
     whole = CalibrationSuite(257)
     whole.update(logits, targets)
     monkeypatch.setitem(_inputs.CHUNK_ELEMENTS, "cpu", 13 * 257)  # 13 rows per chunk
+    monkeypatch.setattr(_inputs, "MIN_CHUNK_ROWS", 1)
     chunked = CalibrationSuite(257)
     chunked.update(logits, targets)
     single = ClasswiseCalibrationError(257)
@@ -187,3 +188,17 @@ def test_classwise_gaps_fold_probability_one_into_the_top_bin():
 
 def test_search_group_grows_with_the_number_of_classes():
     assert [search_group(k) for k in (2, 10, 39, 40, 256, 1000)] == [1, 1, 1, 4, 10, 20]
+
+
+def test_chunks_keep_at_least_min_chunk_rows(monkeypatch):
+    from adaptls.metrics import _inputs
+
+    logits, targets = batch_of(200, 50, 3.0, seed=3)
+    whole = CalibrationSuite(50)
+    whole.update(logits, targets)
+    monkeypatch.setitem(_inputs.CHUNK_ELEMENTS, "cpu", 8 * 50)  # 8 rows by the budget
+    chunked = CalibrationSuite(50)
+    chunked.update(logits, targets)
+    assert [len(c) for c in chunked.confidences] == [64, 64, 64, 8]
+    for key, expected in whole.compute().items():
+        torch.testing.assert_close(chunked.compute()[key], expected, rtol=1e-6, atol=1e-7)

@@ -217,6 +217,7 @@ def test_rows_in_many_chunks_equal_one_chunk(monkeypatch):
     whole = CalibrationSuite(8, class_counts=COUNTS)
     whole.update(logits, targets)
     monkeypatch.setitem(_inputs.CHUNK_ELEMENTS, "cpu", 7 * 8)  # 7 rows per chunk
+    monkeypatch.setattr(_inputs, "MIN_CHUNK_ROWS", 1)
     chunked = CalibrationSuite(8, class_counts=COUNTS)
     chunked.update(logits, targets)
     assert len(chunked.confidences) == -(-int((targets != -100).sum()) // 7)
