@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from adaptls.metrics._base import PredictionMetric
@@ -102,8 +103,10 @@ def _scatter_marked(r: Tensor, y: Tensor, p_y: Tensor, n_bins: int, group: int) 
     values = cells.index_select(1, hot).clamp_min_(0)
     table = r.new_zeros(k, width)
     flat = table.view(-1)
-    # int32 indices: int64 arithmetic on every marked entry costs more than the scatter.
-    index = (values * n_bins).int().add_((hot % k).int().mul_(width))
+    # int32 indices where they fit: int64 arithmetic on every marked entry costs more than
+    # the scatter itself.
+    dtype = torch.int32 if table.numel() < 2**31 else torch.int64
+    index = (values * n_bins).to(dtype).add_((hot % k).to(dtype).mul_(width))
     flat.index_add_(0, index.view(-1), values.view(-1))
     flat.index_add_(0, (p_y * n_bins).long().add_(y * width), p_y - 1)
     table[:, 0] += r.sum(dim=0) - table.sum(dim=1)
