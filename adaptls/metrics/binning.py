@@ -45,18 +45,19 @@ def bin_edges(n_bins: int, *, dtype: torch.dtype = torch.float32, device=None) -
 
 def top_label_table(stats: Tensor, n_bins: int) -> Tensor:
     """(B, 3) bin table of a batch's (3, N) ``stats`` (rows COUNT, CONFIDENCE, CORRECT)."""
-    # Column j of `reached` is [c >= e_j], with the lower edges and +inf as thresholds (the
+    # Row j of `reached` is [c >= e_j], with the lower edges and +inf as thresholds (the
     # top bin is closed), so adjacent differences one-hot encode the bin exactly, and one
     # small matmul sums the stats per bin: fewer and cheaper ops than bucketize + scatter.
     thresholds = _lower_edges_and_inf(n_bins, stats.dtype, stats.device)
-    reached = torch.ge(stats[CONFIDENCE].unsqueeze(1), thresholds, out=stats.new_empty(0))
-    return (stats @ (reached[:, :-1] - reached[:, 1:])).T
+    reached = torch.ge(stats[CONFIDENCE], thresholds, out=stats.new_empty(0))
+    return (reached[:-1] - reached[1:]) @ stats.T
 
 
 @functools.lru_cache(maxsize=64)
 def _lower_edges_and_inf(n_bins: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(B + 1, 1) column of thresholds: the B lower edges, then +inf."""
     edges = bin_edges(n_bins, dtype=dtype, device=device)
-    return torch.cat((edges[:n_bins], edges.new_full((1,), float("inf"))))
+    return torch.cat((edges[:n_bins], edges.new_full((1,), float("inf")))).unsqueeze(1)
 
 
 def scatter_rows(index: Tensor, stats: Tensor, size: int) -> Tensor:
