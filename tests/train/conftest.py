@@ -124,11 +124,18 @@ def read_wandb_run() -> Callable[[Path], dict[str, Any]]:
 def read_offline_run(run_dir: Path, wait_s: float = 30.0) -> dict[str, Any]:
     """The run's records; waits (up to ``wait_s``) for W&B's service process, which writes
     the file asynchronously, to have written the exit record."""
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + wait_s
     while True:
-        run = _read_offline_run_once(run_dir)
-        if run["exit_code"] is not None or time.monotonic() > deadline:
-            return run
+        try:
+            run = _read_offline_run_once(run_dir)
+        except DecodeError:  # caught mid-write: the last record is not complete yet
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if run["exit_code"] is not None or time.monotonic() > deadline:
+                return run
         time.sleep(0.2)
 
 
