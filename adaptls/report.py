@@ -20,7 +20,6 @@ def write_metrics(
     config: Mapping[str, Any],
     strategy: Mapping[str, Any],
     checkpoint: str | None,
-    **extra: Any,
 ) -> None:
     """Write ``metrics.json`` atomically (a crash never leaves a half-written file)."""
     record = {
@@ -28,7 +27,6 @@ def write_metrics(
         "test": _numbers(test),
         "strategy": strategy,
         "checkpoint": checkpoint,
-        **extra,
         "config": config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

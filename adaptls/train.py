@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -99,11 +99,12 @@ def train(cfg: DictConfig) -> float | None:
     _set_cpu_threads(cfg.get("cpu_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     final: dict[str, float] | None = None
     try:
         _start_loggers(trainer)
         for logger in trainer.loggers:
-            logger.log_hyperparams(_resolved(cfg))
+            logger.log_hyperparams(resolved)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         best = _best_checkpoint(trainer)
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
@@ -111,7 +112,7 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             output_dir = Path(cfg.paths.output_dir)
             summary = module.strategy.summary()
-            write_metrics(output_dir / "metrics.json", val, test, _resolved(cfg), summary, best)
+            write_metrics(output_dir / "metrics.json", val, test, resolved, summary, best)
             log.info("metrics written to %s", output_dir / "metrics.json")
             print_table(
                 val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
@@ -138,12 +139,6 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
     return path or None
-
-
-def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
 def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:
