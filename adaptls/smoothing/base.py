@@ -122,8 +122,19 @@ class SmoothingStrategy(nn.Module):
         """
         check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
+        loss = self.loss(x, y, indices, reduction)
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        """The loss of checked, flattened (N, K) logits and (N,) targets.
+
+        Default: the fused soft-target cross-entropy of :meth:`smoothing`'s target. A
+        strategy whose loss is not a soft-target cross-entropy (focal, margin penalties)
+        overrides this; ``reduction`` is ``"mean"`` over rows whose target is not
+        ``ignore_index``, ``"sum"`` or ``"none"`` ((N,), 0 on ignored rows).
+        """
         target = self._checked_target(x, y, indices)
-        loss = fused_soft_target_cross_entropy(
+        return fused_soft_target_cross_entropy(
             x,
             y,
             target.epsilon,
@@ -132,7 +143,6 @@ class SmoothingStrategy(nn.Module):
             self.ignore_index,
             reduction,
         )
-        return loss.view(targets.shape) if reduction == "none" else loss
 
     @torch.no_grad()
     def soft_targets(
