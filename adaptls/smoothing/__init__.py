@@ -6,11 +6,17 @@
 >>> loss = s(logits, targets)  # doctest: +SKIP
 """
 
+from adaptls.smoothing.acls import ACLSmoothing
+from adaptls.smoothing.adaptive_focal import AdaptiveFocalLoss
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
+from adaptls.smoothing.dual_focal import DualFocalLoss
 from adaptls.smoothing.feedback import FeedbackSmoothing
+from adaptls.smoothing.focal import FocalLoss
 from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
+from adaptls.smoothing.margin import MarginSmoothing
+from adaptls.smoothing.mdca import MDCA
 from adaptls.smoothing.none import NoSmoothing
 from adaptls.smoothing.online import OnlineSmoothing
 from adaptls.smoothing.schedule import EpsilonSchedule
@@ -27,15 +33,27 @@ STRATEGIES: dict[str, type[SmoothingStrategy]] = {
         OnlineSmoothing,
         FeedbackSmoothing,
         SelfDistillSmoothing,
+        FocalLoss,
+        AdaptiveFocalLoss,
+        MarginSmoothing,
+        ACLSmoothing,
+        DualFocalLoss,
+        MDCA,
     )
 }
 
 __all__ = [
+    "MDCA",
     "STRATEGIES",
+    "ACLSmoothing",
+    "AdaptiveFocalLoss",
     "ClassFrequencySmoothing",
     "ConfidenceSmoothing",
+    "DualFocalLoss",
     "EpsilonSchedule",
     "FeedbackSmoothing",
+    "FocalLoss",
+    "MarginSmoothing",
     "NoSmoothing",
     "OnlineSmoothing",
     "SelfDistillSmoothing",

@@ -61,7 +61,11 @@ def test_every_strategy_composes_with_a_schedule(name: str) -> None:
         s.observe(logits, targets, indices)
         s.on_epoch_end()
         s.set_epoch(2, max_epochs=4)
-    t_plain = plain.soft_targets(logits, targets, indices)
+    try:
+        t_plain = plain.soft_targets(logits, targets, indices)
+    except NotImplementedError as err:  # focal-type losses: their schedule scales gamma,
+        assert "has no soft target" in str(err)  # checked in tests/smoothing_peers
+        pytest.skip(str(err))
     t_sched = scheduled.soft_targets(logits, targets, indices)
     onehot = torch.nn.functional.one_hot(targets, 5).float()
     # Halving epsilon halves the distance to the one-hot target, whatever the strategy.
