@@ -27,11 +27,27 @@ class CalibrationLoss(SmoothingStrategy):
       validation loss does not overwrite them) are returned by :meth:`log_values`;
     - the epsilon ``schedule`` every strategy accepts scales the loss's own strength
       (gamma, alpha or beta: each subclass says which), so s(epoch) = 0 gives plain CE.
+
+    Subclasses implement :meth:`_loss`; :meth:`loss` runs it and, only if it fails on
+    an index, names the first target outside ``[0, K)`` in a ValueError (read on the
+    error path only: no host sync on the way to a loss; on CUDA a bad target trips the
+    device-side assertion of ``F.cross_entropy``/``gather``, as in the fused loss).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._figures: dict[str, Tensor] = {}
+
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        try:
+            return self._loss(x, y, indices, reduction)
+        except (IndexError, RuntimeError) as err:
+            _explain_bad_targets(y, x.shape[1], self.ignore_index, err)
+            raise
+
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        """The loss of checked (N, K) logits and (N,) targets (see :meth:`loss`)."""
+        raise NotImplementedError
 
     def soft_targets(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
@@ -57,6 +73,19 @@ class CalibrationLoss(SmoothingStrategy):
             if torch.is_tensor(value):
                 summary[key] = float(value)
         return summary
+
+
+def _explain_bad_targets(y: Tensor, k: int, ignore_index: int, cause: BaseException) -> None:
+    """Raise a ValueError naming the first target outside [0, K) and not ignore_index;
+    return if there is none. Reads the values: for the error path only."""
+    if y.device.type == "meta":
+        return
+    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
+    if bad.any():
+        raise ValueError(
+            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
+            f"or ignore_index={ignore_index}"
+        ) from cause
 
 
 def compute_dtype(x: Tensor) -> Tensor:

@@ -66,7 +66,7 @@ class ACLSmoothing(CalibrationLoss):
     ) -> SoftTarget:
         return SoftTarget(0.0)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         k = x.shape[1]
         counted = counted_rows(y, self.ignore_index)

@@ -63,7 +63,7 @@ class AdaptiveFocalLoss(CalibrationLoss):
         self.gamma_low = check_nonnegative("gamma_low", gamma_low)
         self.gamma_mid = check_nonnegative("gamma_mid", gamma_mid)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         nll = F.cross_entropy(
             compute_dtype(x), y, ignore_index=self.ignore_index, reduction="none"
         )  # -log p_t, 0 on ignored rows

@@ -51,7 +51,7 @@ class DualFocalLoss(CalibrationLoss):
         super().__init__(**kwargs)
         self.gamma = check_nonnegative("gamma", gamma)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         counted = counted_rows(y, self.ignore_index)
         log_p = torch.log_softmax(x, dim=1)

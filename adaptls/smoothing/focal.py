@@ -45,7 +45,7 @@ class FocalLoss(CalibrationLoss):
         super().__init__(**kwargs)
         self.gamma = check_nonnegative("gamma", gamma)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         nll = F.cross_entropy(
             compute_dtype(x), y, ignore_index=self.ignore_index, reduction="none"
         )  # -log p_t, 0 on ignored rows

@@ -54,7 +54,7 @@ class MarginSmoothing(CalibrationLoss):
     ) -> SoftTarget:
         return SoftTarget(0.0)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         counted = counted_rows(y, self.ignore_index)
         ce = F.cross_entropy(x, y, ignore_index=self.ignore_index, reduction="none")

@@ -81,13 +81,18 @@ class MDCA(CalibrationLoss):
         super().set_epoch(epoch, max_epochs)
         self.base.set_epoch(epoch, max_epochs)
 
+    # Each hook runs this strategy's own part first, then the base's: the same order on
+    # every rank, so collectives in either (state reduced at the epoch's end) pair up.
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
+        super().observe(logits, targets, indices)
         self.base.observe(logits, targets, indices)
 
     def on_epoch_end(self) -> None:
+        super().on_epoch_end()
         self.base.on_epoch_end()
 
     def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
+        super().on_validation_end(metrics)
         self.base.on_validation_end(metrics)
 
     def smoothing(
@@ -101,7 +106,7 @@ class MDCA(CalibrationLoss):
         return self.base.soft_targets(logits, targets, indices)
 
     # ------------------------------------------------------------------ the loss
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         base = self.base.loss(x, y, indices, reduction)
         counted = counted_rows(y, self.ignore_index)
         mdca = multiclass_difference(compute_dtype(x), y, counted)

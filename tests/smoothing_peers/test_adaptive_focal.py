@@ -85,7 +85,7 @@ def test_float32_and_extreme_logits(batch, check_against, kept, k):
     check_against(built(k), ref, x, y, rtol=1e-5, atol=1e-5)
 
 
-def test_each_gamma_is_configurable(check_against, kept):
+def test_each_gamma_is_configurable():
     x, y = with_target_probabilities([0.1, 0.3, 0.7], 4)
     strategy = built(4, gamma=1.0, gamma_low=6.0, gamma_mid=2.0)
     rows = strategy(x, y, reduction="none")
@@ -95,7 +95,7 @@ def test_each_gamma_is_configurable(check_against, kept):
         torch.testing.assert_close(rows[i], focal(x[i : i + 1], y[i : i + 1]))
 
 
-def test_confident_rows_are_focal_loss_with_gamma(batch):
+def test_confident_rows_are_focal_loss_with_gamma():
     x, y = with_target_probabilities([0.6, 0.8, 0.95], 10)
     focal = FocalLoss(gamma=3.0)
     focal.setup(num_classes=10)

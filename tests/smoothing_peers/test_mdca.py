@@ -114,7 +114,7 @@ def test_hooks_and_state_reach_the_base(batch):
     strategy.observe(x * 3, y)
     strategy.on_epoch_end()
     assert strategy.base.epoch == 3
-    assert "base.S" in strategy.state_dict()
+    assert any(key.startswith("base.") for key in strategy.state_dict())  # the base's state
     torch.testing.assert_close(strategy.soft_targets(x, y), strategy.base.soft_targets(x, y))
     buffer = io.BytesIO()
     torch.save(strategy.state_dict(), buffer)
