@@ -7,6 +7,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from adaptls.metrics import CalibrationSuite
@@ -27,11 +28,17 @@ class SmoothingClassifier(pl.LightningModule):
       batch's positions in the training set, when the data yields them); the validation
       loss is ``strategy(logits, targets)``;
     - ``observe(logits, targets, indices)`` after every training step (detached logits);
-    - ``on_epoch_end()`` at the end of every training epoch. Lightning calls this module's
-      ``on_train_epoch_end`` *before* the monitoring callbacks, so a checkpoint written at
-      the end of the epoch (``save_on_train_epoch_end``) already holds the updated state;
-    - ``on_validation_end(metrics)`` after every real (not sanity-check) validation epoch,
-      with the synced validation metrics (``val/...``) and per-class figures
+    - ``on_epoch_end()`` once per training epoch, *inside the epoch's last training step*,
+      right after its ``observe``. It reduces the strategy's statistics across ranks, and a
+      collective is only safe where every rank is sure to arrive in the same order: the
+      training step is such a place (every rank runs it equally often, and no callback runs
+      inside it), while epoch-end hooks are not (rank 0's progress bar syncs the epoch's
+      logged metrics in its ``on_train_epoch_end``, other ranks do not; a collective there
+      deadlocks). A checkpoint written at the end of the epoch holds the updated state.
+      With data of unknown length the update falls back to ``on_train_epoch_end``;
+    - ``on_validation_end(metrics)`` after every validation epoch *of fit* (not the sanity
+      check, not a later ``trainer.validate``/``trainer.test``: evaluation never moves a
+      strategy), with the synced validation metrics (``val/...``) and per-class figures
       (``val/class/acc``, ``val/class/confidence``, ``val/class/count``: (K,) tensors);
     - ``log_values()`` is logged after every training step.
 
@@ -65,6 +72,7 @@ class SmoothingClassifier(pl.LightningModule):
         self.class_counts = list(class_counts) if class_counts is not None else None
         self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+        self._epoch_ended = False
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -72,6 +80,7 @@ class SmoothingClassifier(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
         self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        self._epoch_ended = False
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -85,6 +94,9 @@ class SmoothingClassifier(pl.LightningModule):
                 f"{self.strategy!r} with values {self.strategy.log_values()}"
             )
         self.strategy.observe(logits.detach(), y, indices)
+        if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
+            self.strategy.on_epoch_end()
+            self._epoch_ended = True
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
         # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
@@ -96,7 +108,8 @@ class SmoothingClassifier(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.strategy.on_epoch_end()
+        if not self._epoch_ended:  # no known last step (data of unknown length)
+            self.strategy.on_epoch_end()
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -109,7 +122,7 @@ class SmoothingClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         metrics = self._log_suite(self.val_metrics, "val")
-        if not self.trainer.sanity_checking:
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             per_class = {f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()}
             self.strategy.on_validation_end({**metrics, **per_class})
         self.val_metrics.reset()

@@ -19,14 +19,20 @@ def write_metrics(
     test: Mapping[str, float],
     config: Mapping[str, Any],
     strategy: Mapping[str, Any],
-    checkpoint: str | None,
+    evaluated: Mapping[str, Any],
 ) -> None:
-    """Write ``metrics.json`` atomically (a crash never leaves a half-written file)."""
+    """Write ``metrics.json`` atomically (a crash never leaves a half-written file).
+
+    ``evaluated``: which weights the metrics come from, ``{"rule": "last" | "best",
+    "path": checkpoint file or None, "epoch": 0-based epoch}``; recorded as
+    ``"checkpoint"`` (the file) and ``"evaluation"`` (rule and epoch).
+    """
     record = {
         "val": _numbers(val),
         "test": _numbers(test),
         "strategy": strategy,
-        "checkpoint": checkpoint,
+        "checkpoint": evaluated.get("path"),
+        "evaluation": {"checkpoint": evaluated["rule"], "epoch": evaluated.get("epoch")},
         "config": config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +55,31 @@ def print_table(val: Mapping[str, float], test: Mapping[str, float], title: str)
         cells = [_fmt(values.get(f"{split}/{m}")) for m in TABLE_METRICS]
         print(f"| {split} | " + " | ".join(cells) + " |")
     print()
+
+
+def calibration_verdict(test: Mapping[str, float]) -> str | None:
+    """One sentence on the test set's miscalibration: its direction (over-confident: mean
+    top-1 confidence above accuracy) and size in percentage points, next to the ECE."""
+    conf, acc, ece = (test.get(f"test/{k}") for k in ("confidence", "acc", "ece"))
+    if conf is None or acc is None or not (math.isfinite(conf) and math.isfinite(acc)):
+        return None
+    gap = 100.0 * (conf - acc)
+    if abs(gap) < 0.5:
+        direction = "about as confident as it is accurate"
+    elif gap > 0:
+        direction = f"over-confident by {gap:.1f} points"
+    else:
+        direction = f"under-confident by {-gap:.1f} points"
+    text = f"Test set: the model is {direction} (mean confidence {conf:.3f}, accuracy {acc:.3f}"
+    if ece is not None and math.isfinite(ece):
+        text += f", ECE {100.0 * ece:.1f}%"
+    return text + ")."
+
+
+def print_calibration_verdict(test: Mapping[str, float]) -> None:
+    verdict = calibration_verdict(test)
+    if verdict:
+        print(verdict + "\n")
 
 
 def _fmt(value: float | None) -> str:

@@ -5,8 +5,10 @@
 
 Every component is built (and so validated) before anything is trained; a bad value
 stops the run with the offending key in the message. The run ends with ``metrics.json``
-in its output directory (validation and test metrics of the best checkpoint, the resolved
-config and the strategy's summary) and returns ``optimized_metric`` for sweepers.
+in its output directory (validation and test metrics of the evaluated checkpoint -- the
+last epoch by default, ``eval_checkpoint=best`` for the best by ``optimized_metric`` --
+the resolved config and the strategy's summary) and returns ``optimized_metric`` for
+sweepers.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from adaptls.config import ConfigError, call_partial, instantiate_group
 from adaptls.module import SmoothingClassifier
-from adaptls.report import print_table, write_metrics
+from adaptls.report import print_calibration_verdict, print_table, write_metrics
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# Which weights the reported metrics come from: the last epoch's (as the calibration
+# papers report) or the best checkpoint by `optimized_metric` on validation.
+EVAL_CHECKPOINTS = ("last", "best")
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +78,15 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     # `trainer.enable_progress_bar=false` is all it takes.
     callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
     trainer = instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
+    if cfg.eval_checkpoint not in EVAL_CHECKPOINTS:
+        raise ConfigError(
+            f"eval_checkpoint must be one of {', '.join(EVAL_CHECKPOINTS)}; "
+            f"got {cfg.eval_checkpoint!r}"
+        )
+    try:  # a schedule that needs the run's length fails here, not after an epoch
+        strategy.check_run_length(trainer.max_epochs)
+    except ValueError as err:
+        raise ConfigError(f"smoothing: {err}") from None
 
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -89,9 +103,12 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Run fit, select the best validation checkpoint, test it, write ``metrics.json``.
+    """Run fit, validate and test the evaluated weights, write ``metrics.json``.
 
-    Returns the validation value of ``cfg.optimized_metric`` for the best checkpoint. The
+    The evaluated weights are the same rule for every strategy: the last epoch's
+    (``eval_checkpoint=last``, the default) or the best checkpoint by
+    ``cfg.optimized_metric`` (``best``). Evaluation never moves a strategy's state.
+    Returns the validation value of ``cfg.optimized_metric`` for those weights. The
     W&B run, if any, is finished on the way out, failed or not, so that the next multirun
     job opens its own run instead of writing into this one.
     """
@@ -106,17 +123,25 @@ def train(cfg: DictConfig) -> float | None:
         for logger in trainer.loggers:
             logger.log_hyperparams(resolved)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        best = _best_checkpoint(trainer)
-        val = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        evaluated = _evaluated(trainer, cfg.eval_checkpoint)
+        # The best checkpoint is loaded by these calls; the last epoch's weights are the
+        # module's own (ckpt_path None).
+        ckpt = evaluated["path"] if cfg.eval_checkpoint == "best" else None
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
         if trainer.is_global_zero:
             output_dir = Path(cfg.paths.output_dir)
             summary = module.strategy.summary()
-            write_metrics(output_dir / "metrics.json", val, test, resolved, summary, best)
+            write_metrics(output_dir / "metrics.json", val, test, resolved, summary, evaluated)
             log.info("metrics written to %s", output_dir / "metrics.json")
+            name = cfg.smoothing._target_.rsplit(".", 1)[-1]
             print_table(
-                val, test, title=f"{cfg.smoothing._target_.rsplit('.', 1)[-1]} (seed {cfg.seed})"
+                val,
+                test,
+                title=f"{name} (seed {cfg.seed}, {cfg.eval_checkpoint} checkpoint: "
+                f"epoch {evaluated['epoch']})",
             )
+            print_calibration_verdict(test)
         final = {**val, **test}
     finally:
         if trainer.is_global_zero:
@@ -135,10 +160,21 @@ def _set_cpu_threads(threads: Any) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+def _evaluated(trainer: pl.Trainer, rule: str) -> dict[str, Any]:
+    """Which weights are evaluated: ``{"rule", "path", "epoch"}`` (0-based epoch)."""
     callback = trainer.checkpoint_callback
-    path = getattr(callback, "best_model_path", "") if callback is not None else ""
-    return path or None
+    attr = "best_model_path" if rule == "best" else "last_model_path"
+    path = (getattr(callback, attr, "") if callback is not None else "") or None
+    if rule == "best" and path is None:
+        raise RuntimeError(
+            "eval_checkpoint=best needs the model_checkpoint callback to have saved a best "
+            "checkpoint (is callbacks.model_checkpoint set, with a monitor?)"
+        )
+    if rule == "best":
+        epoch = int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    else:
+        epoch = trainer.current_epoch - 1  # fit has counted past its last epoch
+    return {"rule": rule, "path": path, "epoch": epoch}
 
 
 def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:

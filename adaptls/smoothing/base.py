@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
 from adaptls.smoothing._fused import fused_soft_target_cross_entropy
 from adaptls.smoothing.functional import (
     check_inputs,
@@ -37,6 +40,14 @@ class SoftTarget(NamedTuple):
     prior_index: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class StateSpec:
+    """How a declared piece of strategy state behaves (see :meth:`SmoothingStrategy.add_state`)."""
+
+    default: Tensor
+    reduce: str | None
+
+
 class SmoothingStrategy(nn.Module):
     """Base class: turns hard labels into soft targets, trained by cross-entropy.
 
@@ -51,11 +62,24 @@ class SmoothingStrategy(nn.Module):
     - :meth:`set_epoch` at the start of each training epoch (drives the epsilon schedule);
     - :meth:`observe` after each training step (stateful strategies collect statistics;
       only while ``self.training``);
-    - :meth:`on_epoch_end` at the end of each training epoch (reduce across ranks here);
-    - :meth:`on_validation_end` with the validation metrics of the epoch;
-    - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log.
+    - :meth:`on_epoch_end` once at the end of each training epoch, on every rank: it reduces
+      the declared per-epoch states across ranks, calls :meth:`update_state` (what a
+      stateful strategy overrides) and resets the per-epoch states;
+    - :meth:`on_validation_end` with the validation metrics of a validation pass *during
+      fit* (never for a later ``validate``/``test``: evaluation does not move state);
+    - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log (floats or
+      0-d tensors; tensors are logged without a host sync).
 
-    State that must survive a checkpoint belongs in the module's ``state_dict``.
+    State: a strategy declares each piece once with :meth:`add_state` (its default value,
+    and ``reduce="sum"`` for per-rank statistics of an epoch). Declared states are plain
+    tensor attributes: checkpointed (through ``get_extra_state``), moved with the module's
+    device (never its dtype), not registered buffers (so DDP's per-step buffer broadcast
+    from rank 0 cannot overwrite another rank's statistics), and identical on every rank
+    after :meth:`on_epoch_end`. A checkpoint written mid-epoch holds rank 0's share of the
+    epoch's statistics only.
+
+    Every strategy also records the smoothing it applied to training rows (epsilon after
+    the schedule, averaged over rows): :meth:`smoothing_amount`.
 
     Options every strategy takes (keyword-only, forwarded by subclasses' ``**kwargs``):
 
@@ -84,6 +108,13 @@ class SmoothingStrategy(nn.Module):
         self.class_counts: Tensor | None = None
         self.epoch = 0
         self.max_epochs: int | None = None
+        self._states: dict[str, StateSpec] = {}
+        # Epsilon applied to training rows: this epoch's sums (per rank, reduced at its end)
+        # and the run's totals (identical on every rank).
+        self.add_state("applied_epsilon_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
+        self.add_state("applied_rows_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
+        self.add_state("applied_epsilon_total", torch.zeros((), dtype=torch.float64))
+        self.add_state("applied_rows_total", torch.zeros((), dtype=torch.float64))
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -165,31 +196,133 @@ class SmoothingStrategy(nn.Module):
         return t.view(logits.shape)
 
     # ------------------------------------------------------------------ hooks
+    #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).
+    needs_run_length: ClassVar[bool] = False
+
     def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
-        """Called at the start of each training epoch (0-based) of a ``max_epochs`` run."""
+        """Called at the start of each training epoch (0-based) of a ``max_epochs`` run.
+
+        Raises ``ValueError`` when the strategy or its schedule needs the run's length and
+        ``max_epochs`` is unknown (None or <= 0), instead of silently treating the run as
+        one epoch long.
+        """
+        self.check_run_length(max_epochs)
         self.epoch, self.max_epochs = int(epoch), max_epochs
+
+    def check_run_length(self, max_epochs: int | None) -> None:
+        """Fail clearly if the run's length is needed and unknown."""
+        if (self.needs_run_length or self.schedule.needs_length) and not (
+            max_epochs is not None and max_epochs > 0
+        ):
+            what = (
+                f"{type(self).__name__}"
+                if self.needs_run_length
+                else f"schedule {self.schedule.describe()!r}"
+            )
+            raise ValueError(
+                f"{what} needs the run's length in epochs, got max_epochs={max_epochs!r}: "
+                "set trainer.max_epochs to a number >= 1"
+            )
 
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
         """Called after each training step with that step's (detached) logits, targets and
         sample indices (None when the data has none)."""
 
+    @torch.no_grad()
     def on_epoch_end(self) -> None:
-        """Called at the end of each training epoch."""
+        """End a training epoch: reduce, update, reset. Call it once per epoch on every rank.
+
+        Reduces every declared per-epoch state across ranks (a collective: every rank must
+        call this at the same point of its program), then :meth:`update_state`, then resets
+        the per-epoch states to their defaults.
+        """
+        for name, spec in self._states.items():
+            if spec.reduce is not None:
+                all_reduce(getattr(self, name), spec.reduce)
+        self.applied_epsilon_total += self.applied_epsilon_epoch
+        self.applied_rows_total += self.applied_rows_epoch
+        self.update_state()
+        self.reset_states(per_epoch=True)
+
+    def update_state(self) -> None:
+        """Derive the strategy's parameters from this epoch's statistics (already reduced
+        across ranks). Called by :meth:`on_epoch_end`; stateful strategies override it."""
 
     def on_validation_end(self, metrics: Mapping[str, float]) -> None:
         """Called after each validation epoch with its metrics (``val/...`` names)."""
 
-    def log_values(self) -> dict[str, float]:
-        """Figures to log, keyed ``smoothing/<name>``."""
+    def log_values(self) -> dict[str, float | Tensor]:
+        """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors)."""
         return {}
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures."""
-        summary = {"name": self.name, "hparams": self.hparams(), **self.log_values()}
+        """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures,
+        and the smoothing amount applied over training (:meth:`smoothing_amount`)."""
+        values = {k: _number(v) for k, v in self.log_values().items()}
+        summary = {"name": self.name, "hparams": self.hparams(), **values}
+        summary["smoothing/applied_epsilon"] = self.smoothing_amount()
         if self.schedule.name != "constant":
             summary["schedule"] = self.schedule.describe()
             summary["smoothing/schedule_factor"] = self.schedule_factor
         return summary
+
+    def smoothing_amount(self) -> float | None:
+        """Mean epsilon applied to the training rows of completed epochs, schedule factor
+        included (for per-row priors, the weight on the prior); None before any epoch."""
+        rows = float(self.applied_rows_total)
+        return float(self.applied_epsilon_total) / rows if rows > 0 else None
+
+    # ------------------------------------------------------------------ declared state
+    def add_state(self, name: str, default: Tensor, *, reduce: str | None = None) -> None:
+        """Declare a piece of state, set to a copy of ``default``.
+
+        ``reduce``: ``"sum"``, ``"max"`` or ``"min"`` for per-rank statistics of one epoch,
+        reduced across ranks by :meth:`on_epoch_end` and then reset to ``default``; None
+        for state that every rank derives identically (e.g. from reduced statistics) and
+        that persists. Declaring a name again (``setup`` with another K) replaces it.
+        """
+        if reduce is not None and reduce not in REDUCE_OPS:
+            raise ValueError(f"reduce must be one of {REDUCE_OPS} or None, got {reduce!r}")
+        if name in self._buffers or name in self._parameters:
+            raise ValueError(f"{name!r} is already a buffer or parameter of {type(self).__name__}")
+        self._states[name] = StateSpec(default.detach().clone(), reduce)
+        setattr(self, name, default.detach().clone())
+
+    def reset_states(self, *, per_epoch: bool = False) -> None:
+        """Set declared states back to their defaults (only the reduced, per-epoch ones
+        with ``per_epoch=True``), on their current device."""
+        for name, spec in self._states.items():
+            if spec.reduce is not None or not per_epoch:
+                current = getattr(self, name)
+                setattr(self, name, spec.default.to(current.device, copy=True))
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name).detach().clone() for name in self._states}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        unknown = set(state) - set(self._states)
+        if unknown:
+            raise KeyError(
+                f"checkpoint holds state {sorted(unknown)} that {type(self).__name__} does not "
+                f"declare (declared: {sorted(self._states)}); was it set up with the same data?"
+            )
+        for name, value in state.items():
+            current, spec = getattr(self, name), self._states[name]
+            if value.shape != spec.default.shape:
+                raise ValueError(
+                    f"checkpointed {type(self).__name__}.{name} has shape {tuple(value.shape)}, "
+                    f"expected {tuple(spec.default.shape)} (different number of classes "
+                    "or training samples?)"
+                )
+            setattr(self, name, value.to(current.device, spec.default.dtype, copy=True))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SmoothingStrategy:
+        # Declared states follow the module's device; their dtype is fixed (float64
+        # accumulators must not become half precision under `module.half()`).
+        super()._apply(fn, recurse)
+        for name, spec in getattr(self, "_states", {}).items():
+            setattr(self, name, fn(getattr(self, name)).to(spec.default.dtype))
+        return self
 
     @property
     def schedule_factor(self) -> float:
@@ -234,7 +367,24 @@ class SmoothingStrategy(nn.Module):
         factor = self.schedule_factor
         if factor != 1.0:  # the schedule scales the strategy's epsilon, whatever its shape
             epsilon = epsilon * factor
+        if self.training and torch.is_grad_enabled():
+            self._record_applied(epsilon, y)
         return SoftTarget(epsilon, prior, prior_index)
+
+    @torch.no_grad()
+    def _record_applied(self, epsilon: float | Tensor, y: Tensor) -> None:
+        """Add this training batch's epsilon to the running sums (device-side, no sync)."""
+        counted = (y != self.ignore_index).to(torch.float64)
+        eps = torch.as_tensor(epsilon, device=y.device).to(torch.float64)
+        total = (eps * counted).sum() if eps.dim() else eps * counted.sum()
+        self.applied_epsilon_epoch += total.to(self.applied_epsilon_epoch.device)
+        self.applied_rows_epoch += counted.sum().to(self.applied_rows_epoch.device)
+
+
+def _number(value: float | Tensor) -> float | None:
+    """A JSON-friendly number: None where not finite (NaN is not JSON)."""
+    number = float(value.item()) if isinstance(value, Tensor) else float(value)
+    return number if math.isfinite(number) else None
 
 
 def _check_num_classes(num_classes: int) -> int:

@@ -1,4 +1,4 @@
-"""Online label smoothing (Zhang et al., IEEE TIP 2021), correct under DDP."""
+"""Online label smoothing (Zhang et al., IEEE TIP 2021), as in the official code, DDP-correct."""
 
 from __future__ import annotations
 
@@ -8,56 +8,70 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adaptls.smoothing._distributed import all_reduce_sum
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 
 
 class OnlineSmoothing(SmoothingStrategy):
     r"""Soft labels learned from the model's own correct predictions.
 
-    A K x K matrix S (row c = the soft label of class c) starts uniform. During a training
-    epoch, :meth:`observe` adds :math:`\mathrm{softmax}(x_i)` of every correctly classified
-    training sample to row :math:`y_i` of an accumulator and counts it; :meth:`on_epoch_end`
-    sets :math:`S_c` to that row's mean, or to uniform 1/K for a class with no correct
-    sample (as the official code does). The loss is
+    A K x K matrix S (row c = the soft label of class c) starts at **zeros**, as in the
+    official CIFAR script (``train_cifar_all_methods.py``, method ``ols``). During a
+    training epoch, :meth:`observe` adds :math:`\mathrm{softmax}(x_i)` of every training
+    sample whose top-1 prediction is its label to row :math:`y_i` of an accumulator and
+    counts it; at the end of the epoch :math:`S_c` becomes that row's mean, or uniform 1/K
+    for a class with no correct sample. The loss is
 
-    .. math:: \alpha\, \mathrm{CE}(x_i, y_i) + (1 - \alpha)\, \mathrm{CE}(x_i, S_{y_i}),
+    .. math:: \alpha\, \mathrm{CE}(x_i, y_i) + (1 - \alpha)\, \Big(-\sum_k S_{y_i k}
+              \log \mathrm{softmax}(x_i)_k\Big),
 
-    i.e. the fused loss with :math:`\varepsilon = 1 - \alpha` and per-row prior
-    :math:`S_{y_i}` (gathered chunk by chunk, never expanded to N x K). The official CIFAR
-    script uses alpha = 0.5.
+    the official script's ``0.5 * CE + 0.5 * soft_cross_entropy`` for alpha = 0.5. Once S
+    has been learned its rows are distributions, so this is the fused soft-target loss with
+    :math:`\varepsilon = 1 - \alpha` and per-row prior :math:`S_{y_i}` (gathered chunk by
+    chunk, never expanded to N x K). During the first epoch S is zero and the loss is
+    :math:`\alpha\,\mathrm{CE}` (the soft term vanishes).
 
-    Distributed training: the accumulators are summed over all ranks in
-    :meth:`on_epoch_end` before S is updated, so every rank holds the same S. They are
-    plain tensors saved through ``get_extra_state`` rather than registered buffers, so
-    DDP's per-forward buffer broadcast from rank 0 cannot overwrite another rank's
-    statistics. S itself is a buffer (identical on all ranks, so the broadcast is
-    harmless).
+    ``init="uniform"`` (not the official behaviour, off by default) starts S at 1/K
+    instead, so that the first epoch trains with uniform smoothing of weight 1 - alpha.
+
+    Distributed training: the accumulators are declared per-epoch sums, reduced across
+    ranks by :meth:`on_epoch_end` before S is updated, so every rank holds the same S (the
+    official code has no cross-process reduction).
     """
 
     name: ClassVar[str] = "online"
-    S: Tensor
 
-    def __init__(self, alpha: float = 0.5, **kwargs: Any) -> None:
+    def __init__(self, alpha: float = 0.5, init: str = "zeros", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        if init not in ("zeros", "uniform"):
+            raise ValueError(f"init must be one of 'zeros', 'uniform'; got {init!r}")
         self.alpha = float(alpha)
-        self.register_buffer("S", torch.empty(0, 0))
-        self._sum = torch.empty(0, 0, dtype=torch.float64)
-        self._count = torch.empty(0, dtype=torch.float64)
+        self.init = init
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         super().setup(num_classes, class_counts)
-        device = self.S.device
-        self.S = torch.full((num_classes, num_classes), 1.0 / num_classes, device=device)
-        self._reset_accumulators(device)
+        k = num_classes
+        learned = self.init == "uniform"
+        self.add_state("S", torch.full((k, k), 1.0 / k if learned else 0.0))
+        # Whether S holds distributions yet (a 0-d bool, checkpointed with S).
+        self.add_state("learned", torch.tensor(learned))
+        self._learned = learned  # its host copy: the loss branches on it without a sync
+        self.add_state("sum", torch.zeros(k, k, dtype=torch.float64), reduce="sum")
+        self.add_state("count", torch.zeros(k, dtype=torch.float64), reduce="sum")
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
     ) -> SoftTarget:
+        if not self._learned:  # first epoch: the soft term is zero
+            return SoftTarget(0.0)
         safe = torch.where(targets == self.ignore_index, 0, targets)
         return SoftTarget(1.0 - self.alpha, self.S.to(logits.device), safe)
+
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        loss = super().loss(x, y, indices, reduction)
+        # While S is zero only the hard term remains: alpha * CE.
+        return loss if self._learned else self.alpha * loss
 
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
@@ -66,54 +80,36 @@ class OnlineSmoothing(SmoothingStrategy):
         x, y = self._flatten_checked(logits, targets)
         p = torch.softmax(x.detach().double(), dim=-1)
         correct = (p.argmax(dim=-1) == y) & (y != self.ignore_index)
-        if self._sum.device != p.device:
-            self._sum, self._count = self._sum.to(p.device), self._count.to(p.device)
+        weight = correct.to(p.dtype)
+        safe = torch.where(correct, y, 0).to(self.sum.device)
         # index_add_ accumulates repeated labels; `sum[y] += p` would keep only one of them.
-        self._sum.index_add_(0, y[correct], p[correct])
-        self._count.index_add_(0, y[correct], torch.ones_like(y[correct], dtype=torch.float64))
+        # Masked by weight rather than by boolean indexing: no host sync for the count.
+        self.sum.index_add_(0, safe, (p * weight.unsqueeze(1)).to(self.sum.device))
+        self.count.index_add_(0, safe, weight.to(self.count.device))
 
-    @torch.no_grad()
-    def on_epoch_end(self) -> None:
+    def update_state(self) -> None:
         k = self.require_num_classes()
-        # on S's device: the collective backend (NCCL) needs them where the model is
-        self._sum, self._count = self._sum.to(self.S.device), self._count.to(self.S.device)
-        all_reduce_sum(self._sum)
-        all_reduce_sum(self._count)
-        seen = self._count > 0
-        mean = self._sum / self._count.clamp(min=1).unsqueeze(1)
+        seen = self.count > 0
+        mean = self.sum / self.count.clamp(min=1).unsqueeze(1)
         uniform = torch.full_like(mean, 1.0 / k)
-        self.S.copy_(torch.where(seen.unsqueeze(1), mean, uniform))
-        self._reset_accumulators(self.S.device)
-
-    def _reset_accumulators(self, device: torch.device) -> None:
-        k = self.require_num_classes()
-        self._sum = torch.zeros(k, k, dtype=torch.float64, device=device)
-        self._count = torch.zeros(k, dtype=torch.float64, device=device)
-
-    def get_extra_state(self) -> dict[str, Tensor]:
-        return {"sum": self._sum.clone(), "count": self._count.clone()}
+        self.S = torch.where(seen.unsqueeze(1), mean, uniform).to(self.S.dtype)
+        self.learned = torch.ones_like(self.learned)
+        self._learned = True
 
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
-        self._sum = state["sum"].to(torch.float64).clone()
-        self._count = state["count"].to(torch.float64).clone()
+        super().set_extra_state(state)
+        self._learned = bool(self.learned)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        # Allow loading into a strategy that was not set up: S's shape comes from the file.
-        key = prefix + "S"
-        if self.num_classes is None and key in state_dict:
-            self.setup(int(state_dict[key].shape[0]))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def log_values(self) -> dict[str, float]:
-        if self.S.numel() == 0:
+    def log_values(self) -> dict[str, float | Tensor]:
+        if self.num_classes is None:
             return {}
         return {
-            "smoothing/epsilon": 1.0 - self.alpha,
-            "smoothing/S_diag_mean": self.S.diagonal().mean().item(),
+            "smoothing/epsilon": (1.0 - self.alpha) if self._learned else 0.0,
+            "smoothing/S_diag_mean": self.S.diagonal().mean(),
         }
 
     def hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha, "init": self.init}
 
     def summary(self) -> dict[str, Any]:
         summary = super().summary()

@@ -71,8 +71,28 @@ class EpsilonSchedule:
             return cls(**params)
         raise TypeError(f"schedule must be a name or a mapping, got {spec!r}")
 
+    @property
+    def needs_length(self) -> bool:
+        """Whether s(epoch) depends on the run's length (cosine; warmup without ``epochs``;
+        step without ``milestones``)."""
+        return (
+            self.name == "cosine"
+            or (self.name == "warmup" and self.epochs is None)
+            or (self.name == "step" and self.milestones is None)
+        )
+
     def factor(self, epoch: int, max_epochs: int | None) -> float:
-        """s(epoch) for a run of ``max_epochs`` epochs (None or <= 0: unknown, treated as 1)."""
+        """s(epoch) for a run of ``max_epochs`` epochs.
+
+        Raises ``ValueError`` if the schedule needs the run's length and ``max_epochs`` is
+        None or <= 0 (e.g. Lightning's -1 when only max_steps is set).
+        """
+        if self.needs_length and not (max_epochs is not None and max_epochs > 0):
+            raise ValueError(
+                f"schedule {self.describe()!r} needs the run's length in epochs, got "
+                f"max_epochs={max_epochs!r}: pass set_epoch(epoch, max_epochs) a number >= 1 "
+                "(trainer.max_epochs in a config)"
+            )
         total = max_epochs if max_epochs and max_epochs > 0 else 1
         if self.name == "constant":
             return 1.0

@@ -1,4 +1,4 @@
-"""Progressive self-knowledge distillation (PS-KD, Kim et al., ICCV 2021)."""
+"""Progressive self-knowledge distillation (PS-KD, Kim et al., ICCV 2021), as in the official code."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adaptls.smoothing._distributed import all_reduce_sum
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 
 
@@ -16,27 +15,33 @@ class SelfDistillSmoothing(SmoothingStrategy):
     r"""The model's own previous-epoch prediction of each sample as its soft label.
 
     .. math:: t_i = (1 - a_e)\,\mathrm{onehot}(y_i) + a_e\, p_{e-1}(x_i),
-              \qquad a_e = a_T \cdot e / E
+              \qquad a_e = a_T \cdot \frac{e + 1}{E}
 
-    with e the epoch (0-based), E the run's epochs and :math:`p_{e-1}(x_i)` the softmax the
-    model gave sample i (by its index in the training set) during the previous training
-    epoch. Epoch 0 trains on one-hot targets (:math:`a_0 = 0`); a sample not yet seen keeps
-    a one-hot target. PS-KD's default :math:`a_T = 0.8`.
+    with e the epoch (0-based), E the run's epochs (``max_epochs``) and
+    :math:`p_{e-1}(x_i)` the softmax the model gave sample i (by its index in the training
+    set) during the previous training epoch. This is the official code's
+    ``alpha_t = alpha_T * ((epoch + 1) / end_epoch)`` (lgcnsai/PS-KD-Pytorch, ``main.py``):
+    the last epoch uses exactly :math:`a_T`. In epoch 0 the official stored prediction is
+    the one-hot label, so the target is one-hot; here a sample with no stored prediction
+    yet gets :math:`\varepsilon_i = 0`, the same target. PS-KD's default
+    :math:`a_T = 0.8`. The loss is the official ``(-t * log_softmax).mean(0).sum()``, i.e.
+    the mean over rows of the soft-target cross-entropy.
 
-    Predictions are kept compactly: an (N_train, K) float16 table on the CPU, N_train
-    from the class counts given to :meth:`setup`. During an epoch each rank collects the
-    predictions of the samples it trains on; :meth:`on_epoch_end` sums them (and how
-    often each sample was seen) across ranks, so every rank holds the same table, each
-    sample stored once (averaged if a sampler repeated it). The table and the epoch's
-    collection are checkpointed (``get_extra_state``), not registered buffers, so DDP does
-    not broadcast them at every step.
+    State: an (N_train, K) float32 table of stored predictions (as the official code keeps
+    them), N_train from the class counts given to :meth:`setup`, and which samples have
+    one. During an epoch each rank collects the predictions of the samples it trains on
+    (a per-epoch sum and count); :meth:`on_epoch_end` reduces them across ranks, so every
+    rank holds the same table, each sample stored once (averaged if a sampler repeated it
+    within the epoch). Memory: 2 x N_train x K x 4 bytes on the model's device (the table
+    and the epoch's collection), 40 MB for CIFAR-100.
 
     Needs the batch's sample indices in training (``forward(..., indices=...)``; the
     datamodules yield ``(x, y, index)``). Without indices, e.g. for a validation loss, the
-    target is one-hot.
+    target is one-hot. Indices outside ``[0, N_train)`` fail a device-side assertion.
     """
 
     name: ClassVar[str] = "self_distill"
+    needs_run_length: ClassVar[bool] = True
 
     def __init__(self, alpha_T: float = 0.8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -45,10 +50,6 @@ class SelfDistillSmoothing(SmoothingStrategy):
         if not 0.0 <= alpha_T <= 1.0:
             raise ValueError(f"alpha_T must be in [0, 1], got {alpha_T!r}")
         self.alpha_T = float(alpha_T)
-        self._table = torch.empty(0, 0, dtype=torch.float16)
-        self._stored = torch.empty(0, dtype=torch.bool)
-        self._next = torch.empty(0, 0)
-        self._next_count = torch.empty(0)
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         if class_counts is None:
@@ -58,31 +59,26 @@ class SelfDistillSmoothing(SmoothingStrategy):
             )
         super().setup(num_classes, class_counts)
         n = int(self.class_counts.sum())
-        self._table = torch.zeros(n, num_classes, dtype=torch.float16)
-        self._stored = torch.zeros(n, dtype=torch.bool)
-        self._reset_collection()
+        self.add_state("table", torch.zeros(n, num_classes))
+        self.add_state("stored", torch.zeros(n, dtype=torch.bool))
+        self.add_state("next_sum", torch.zeros(n, num_classes), reduce="sum")
+        self.add_state("next_count", torch.zeros(n), reduce="sum")
 
     @property
     def alpha(self) -> float:
-        """a_e = a_T * e / E for the current epoch (see :meth:`set_epoch`)."""
-        total = self.max_epochs if self.max_epochs else 1
-        return self.alpha_T * min(self.epoch, total) / total
+        """a_e = a_T * (e + 1) / E for the current epoch e (see :meth:`set_epoch`)."""
+        self.check_run_length(self.max_epochs)
+        return self.alpha_T * min(self.epoch + 1, self.max_epochs) / self.max_epochs
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
     ) -> SoftTarget:
-        alpha = self.alpha
-        if alpha == 0.0 or indices is None:
+        if indices is None:
             return SoftTarget(0.0)
-        idx = self._checked_indices(indices, targets).cpu()
-        prior = self._table[idx].float()
-        fresh = ~self._stored[idx]
-        if fresh.any():  # not seen yet: the prior is the one-hot target itself
-            onehot = torch.zeros_like(prior)
-            safe = torch.where(targets == self.ignore_index, 0, targets).cpu()
-            onehot[torch.arange(len(idx)), safe] = 1.0
-            prior = torch.where(fresh.unsqueeze(1), onehot, prior)
-        return SoftTarget(alpha, prior.to(logits.device))
+        idx = self._checked_indices(indices).to(self.table.device)
+        # Rows without a stored prediction keep the one-hot target: epsilon 0 there.
+        epsilon = self.alpha * self.stored[idx].to(logits.dtype).to(logits.device)
+        return SoftTarget(epsilon, self.table, idx)
 
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
@@ -94,61 +90,35 @@ class SelfDistillSmoothing(SmoothingStrategy):
                 "(the datamodules yield (x, y, index))"
             )
         x, y = self._flatten_checked(logits, targets)
-        idx = self._checked_indices(indices, targets).cpu()
-        keep = (y != self.ignore_index).cpu()
-        p = torch.softmax(x.detach().float(), dim=-1).cpu()
-        self._next.index_add_(0, idx[keep], p[keep])
-        self._next_count.index_add_(0, idx[keep], torch.ones(int(keep.sum())))
+        device = self.next_sum.device
+        idx = self._checked_indices(indices).to(device)
+        keep = (y != self.ignore_index).to(device, torch.float32)
+        p = torch.softmax(x.detach().float(), dim=-1).to(device)
+        self.next_sum.index_add_(0, idx, p * keep.unsqueeze(1))
+        self.next_count.index_add_(0, idx, keep)
 
-    @torch.no_grad()
-    def on_epoch_end(self) -> None:
-        all_reduce_sum(self._next)
-        all_reduce_sum(self._next_count)
-        seen = self._next_count > 0
-        mean = self._next[seen] / self._next_count[seen].unsqueeze(1)
-        self._table[seen] = mean.to(self._table.dtype)
-        self._stored |= seen
-        self._reset_collection()
+    def update_state(self) -> None:
+        seen = self.next_count > 0
+        mean = self.next_sum / self.next_count.clamp(min=1).unsqueeze(1)
+        self.table = torch.where(seen.unsqueeze(1), mean, self.table)
+        self.stored = self.stored | seen
 
-    def _reset_collection(self) -> None:
-        n, k = self._table.shape
-        self._next = torch.zeros(n, k)
-        self._next_count = torch.zeros(n)
-
-    def _checked_indices(self, indices: Tensor, targets: Tensor) -> Tensor:
+    def _checked_indices(self, indices: Tensor) -> Tensor:
         idx = indices.reshape(-1).long()
-        n = self._table.shape[0]
-        if idx.numel() != targets.numel():
-            raise ValueError(
-                f"indices must hold one sample index per target ({targets.numel()}), "
-                f"got {idx.numel()}"
-            )
-        if idx.numel() and (idx.min() < 0 or idx.max() >= n):
-            raise ValueError(
-                f"sample index out of range: allowed 0..{n - 1} (the training set), got "
-                f"{idx.min().item()}..{idx.max().item()}"
+        n = self.table.shape[0]
+        if idx.numel():
+            # Device-side: no host sync on the training path.
+            torch._assert_async(
+                ((idx >= 0) & (idx < n)).all(),
+                f"sample index out of range: allowed 0..{n - 1} (the training set)",
             )
         return idx
 
-    def get_extra_state(self) -> dict[str, Tensor]:
-        return {
-            "table": self._table.clone(),
-            "stored": self._stored.clone(),
-            "next": self._next.clone(),
-            "next_count": self._next_count.clone(),
-        }
-
-    def set_extra_state(self, state: dict[str, Tensor]) -> None:
-        self._table = state["table"].cpu().to(torch.float16).clone()
-        self._stored = state["stored"].cpu().clone()
-        self._next = state["next"].cpu().float().clone()
-        self._next_count = state["next_count"].cpu().float().clone()
-
-    def log_values(self) -> dict[str, float]:
-        return {"smoothing/epsilon": self.alpha}
+    def log_values(self) -> dict[str, float | Tensor]:
+        return {"smoothing/epsilon": self.alpha if self.max_epochs else 0.0}
 
     def hparams(self) -> dict[str, Any]:
         return {"alpha_T": self.alpha_T}
 
     def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "stored_predictions": int(self._stored.sum())}
+        return {**super().summary(), "stored_predictions": int(self.stored.sum())}

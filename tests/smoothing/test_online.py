@@ -58,8 +58,31 @@ def run_epoch(s: OnlineSmoothing) -> None:
     s.on_epoch_end()
 
 
-def test_starts_uniform():
-    torch.testing.assert_close(make().S, torch.full((K, K), 1.0 / K))
+def test_starts_at_zeros_so_the_first_epoch_trains_alpha_ce():
+    # The official script's S starts at zeros: its soft term vanishes in epoch 0.
+    s = make(alpha=0.3)
+    torch.testing.assert_close(s.S, torch.zeros(K, K))
+    logits, targets = torch.randn(6, K), torch.tensor([0, 1, 2, 3, -100, 1])
+    x = logits.clone().requires_grad_()
+    r = logits.clone().requires_grad_()
+    loss, expected = s(x, targets), 0.3 * F.cross_entropy(r, targets)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    expected.backward()
+    torch.testing.assert_close(x.grad, r.grad)
+    assert s.log_values()["smoothing/epsilon"] == 0.0
+
+
+def test_uniform_init_option_starts_with_uniform_smoothing():
+    s = OnlineSmoothing(alpha=0.3, init="uniform")
+    s.setup(num_classes=K)
+    torch.testing.assert_close(s.S, torch.full((K, K), 1.0 / K))
+    logits, targets = torch.randn(6, K), torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.testing.assert_close(
+        s(logits, targets), F.cross_entropy(logits, targets, label_smoothing=0.7)
+    )
+    with pytest.raises(ValueError, match="init must be one of"):
+        OnlineSmoothing(init="ones")
 
 
 def test_an_epoch_by_hand():
@@ -122,23 +145,28 @@ def test_state_dict_round_trip_restores_s_and_the_accumulators():
     s.observe(*BATCH_1)  # mid-epoch: accumulators hold batch 1
     buffer = io.BytesIO()
     torch.save(s.state_dict(), buffer)
-    for fresh in (make(), OnlineSmoothing(alpha=0.5)):  # set up, and not set up
-        buffer.seek(0)
-        fresh.load_state_dict(torch.load(buffer))
-        torch.testing.assert_close(fresh.S, s.S)
-        assert fresh.num_classes == K
-        fresh.on_epoch_end()
-        expected = torch.full((K, K), 1.0 / K)
-        p1 = torch.softmax(BATCH_1[0], -1)
-        expected[0], expected[1] = (p1[0] + p1[1]) / 2, p1[4]
-        torch.testing.assert_close(fresh.S, expected)
+    fresh = make()
+    buffer.seek(0)
+    fresh.load_state_dict(torch.load(buffer))
+    torch.testing.assert_close(fresh.S, s.S)
+    fresh.on_epoch_end()
+    expected = torch.full((K, K), 1.0 / K)
+    p1 = torch.softmax(BATCH_1[0], -1)
+    expected[0], expected[1] = (p1[0] + p1[1]) / 2, p1[4]
+    torch.testing.assert_close(fresh.S, expected)
+    other = OnlineSmoothing()
+    other.setup(num_classes=K + 1)
+    buffer.seek(0)
+    with pytest.raises(ValueError, match="S has shape"):
+        other.load_state_dict(torch.load(buffer))
 
 
-def test_accumulators_are_not_buffers():
-    # DDP broadcasts registered buffers from rank 0 before each forward: S may be one
-    # (identical on every rank), the per-rank statistics must not.
+def test_state_is_declared_not_buffers():
+    # DDP broadcasts registered buffers from rank 0 before each forward: the per-rank
+    # statistics must not be buffers. S is declared state too (identical on every rank).
     s = make()
-    assert [name for name, _ in s.named_buffers()] == ["S"]
+    assert list(s.named_buffers()) == []
+    assert {"S", "learned", "sum", "count"} <= set(s.get_extra_state())
 
 
 def test_log_values_and_summary():
