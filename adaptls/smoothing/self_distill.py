@@ -68,7 +68,7 @@ class SelfDistillSmoothing(SmoothingStrategy):
     def alpha(self) -> float:
         """a_e = a_T * (e + 1) / E for the current epoch e (see :meth:`set_epoch`)."""
         self.check_run_length(self.max_epochs)
-        return self.alpha_T * min(self.epoch + 1, self.max_epochs) / self.max_epochs
+        return self.alpha_T * (min(self.epoch + 1, self.max_epochs) / self.max_epochs)
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
