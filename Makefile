@@ -30,6 +30,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) scripts/bench_loss.py
+	$(PY) scripts/bench_linear.py --quick
 	@if [ -f scripts/bench_metrics.py ]; then $(PY) scripts/bench_metrics.py; fi
 
 lint: setup

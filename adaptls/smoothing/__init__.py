@@ -15,6 +15,7 @@ from adaptls.smoothing.dual_focal import DualFocalLoss
 from adaptls.smoothing.feedback import FeedbackSmoothing
 from adaptls.smoothing.focal import FocalLoss
 from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
+from adaptls.smoothing.linear import linear_soft_target_cross_entropy
 from adaptls.smoothing.margin import MarginSmoothing
 from adaptls.smoothing.mdca import MDCA
 from adaptls.smoothing.none import NoSmoothing
@@ -62,5 +63,6 @@ __all__ = [
     "UniformSmoothing",
     "dense_soft_targets",
     "label_aware_epsilon",
+    "linear_soft_target_cross_entropy",
     "soft_target_cross_entropy",
 ]
