@@ -70,7 +70,8 @@ DEFAULT_PLOT_METRICS = ("test/ece", "test/acc")
 PERCENT = re.compile(r"(acc|balanced_acc|acc_\w+|confidence|ece|adaece|cw_ece|mce)")
 # Higher is better for these; every other metric sorts lowest first.
 HIGHER_IS_BETTER = re.compile(r"(acc|balanced_acc|acc_\w+)")
-# Where a strategy keeps its smoothing amount, and how to read it (online: 1 - alpha).
+# Where a strategy's config keeps its smoothing amount (online: 1 - alpha): the swept keys
+# the trade-off plot draws along. The x value itself is what the run reports it applied.
 SMOOTHING_AMOUNT: tuple[tuple[str, Callable[[float], float]], ...] = (
     ("smoothing.epsilon", float),
     ("smoothing.epsilon_head", float),
@@ -99,6 +100,10 @@ class Run:
     config: dict[str, Any]  # resolved config, flattened to dotted keys
     choices: dict[str, str]  # config group -> chosen option (from .hydra/hydra.yaml)
     overrides: dict[str, str] | None  # from .hydra/overrides.yaml; None if absent
+    # Mean epsilon the strategy applied over training (schedules included); None if the
+    # run does not report it (older runs, losses that are not soft-target CEs).
+    applied_epsilon: float | None = None
+    evaluation: str | None = None  # which checkpoint the metrics are from: last / best
 
     def value(self, key: str) -> Any:
         """The run's value of a dotted config key, a group's option, or None."""
@@ -207,7 +212,14 @@ def _load_run(file: Path) -> Run:
         config=config,
         choices=choices,
         overrides=_overrides(run_dir / ".hydra" / "overrides.yaml"),
+        applied_epsilon=_finite((record.get("strategy") or {}).get("smoothing/applied_epsilon")),
+        evaluation=(record.get("evaluation") or {}).get("checkpoint"),
     )
+
+
+def _finite(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def _strategy_name(record: dict, config: dict[str, Any], choices: dict[str, str]) -> str:
@@ -378,6 +390,21 @@ def _order(value: Any, key: str = "") -> tuple:
 
 
 # ---------------------------------------------------------------------------- output
+def evaluation_note(runs: Sequence[Run]) -> str:
+    """Which checkpoint the test metrics come from; a warning if the runs disagree (then
+    the comparison is not fair: every strategy must be evaluated by the same rule)."""
+    rules = sorted({run.evaluation or "unrecorded" for run in runs})
+    if len(rules) == 1:
+        what = {"last": "the last epoch", "best": "the best validation checkpoint"}
+        return f"test metrics from {what.get(rules[0], rules[0] + ' checkpoints')} of every run"
+    warnings.warn(
+        f"runs were evaluated by different checkpoint rules ({', '.join(rules)}): "
+        "the comparison is not fair",
+        stacklevel=2,
+    )
+    return f"test metrics from mixed checkpoints ({', '.join(rules)})"
+
+
 def to_markdown(comparison: Comparison) -> str:
     """A markdown table: one row per group, ``mean ± std`` per metric, ``n`` runs.
 
@@ -426,9 +453,13 @@ def tradeoff_figure(
 ) -> Figure:
     """Metric against smoothing amount, one line per strategy (and other swept values).
 
-    The amount is ``epsilon`` (uniform), ``epsilon_head`` (class_frequency), ``epsilon_max``
-    (confidence) or ``1 - alpha`` (online); a strategy without one (none) is drawn as a
-    dashed horizontal line with its ± std band. Error bars are ± one std over seeds.
+    The amount is the mean epsilon each run applied over training, as its strategy
+    reports it (``smoothing/applied_epsilon``: per-sample and per-class epsilon, feedback's
+    moving epsilon and schedules included), averaged over the group's runs; runs that do
+    not report it fall back to the configured ``epsilon`` (uniform), ``epsilon_head``
+    (class_frequency), ``epsilon_max`` (confidence) or ``1 - alpha`` (online). A strategy
+    that applies none (none; losses that are not soft-target CEs) is drawn as a dashed
+    horizontal line with its ± std band. Error bars are ± one std over seeds.
     """
     if not metrics:
         raise CompareError("no metric to plot: none of the plot metrics is reported by any run")
@@ -441,9 +472,10 @@ def tradeoff_figure(
     amount_keys = [k for k, _ in SMOOTHING_AMOUNT]
     lines: dict[str, list[tuple[float | None, Group]]] = {}
     for group in comparison.groups:
-        lines.setdefault(group.label(skip=amount_keys), []).append(
-            (smoothing_amount(group.runs[0]), group)
-        )
+        amounts = [smoothing_amount(run) for run in group.runs]
+        known = [a for a in amounts if a is not None]
+        x = sum(known) / len(known) if known and any(known) else None
+        lines.setdefault(group.label(skip=amount_keys), []).append((x, group))
 
     fig = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
@@ -511,7 +543,10 @@ def write_plots(
 
 
 def smoothing_amount(run: Run) -> float | None:
-    """How much the run smooths: its first of :data:`SMOOTHING_AMOUNT`, else None."""
+    """How much the run smoothed: the mean epsilon it reports having applied, else its
+    first of :data:`SMOOTHING_AMOUNT`, else None."""
+    if run.applied_epsilon is not None:
+        return run.applied_epsilon
     for key, read in SMOOTHING_AMOUNT:
         value = run.config.get(key)
         if isinstance(value, (int, float)):
@@ -586,7 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             runs = load_runs(args.paths)
             comparison = compare(runs, args.metrics, args.group_by, args.sort)
-            print(f"{len(runs)} runs; mean ± std (sample std) over seeds\n")
+            print(f"{len(runs)} runs; mean ± std (sample std) over seeds")
+            print(evaluation_note(runs) + "\n")
             print(to_markdown(comparison))
             if args.csv:
                 print(f"\nwrote {write_csv(comparison, args.csv)}")

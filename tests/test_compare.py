@@ -19,10 +19,12 @@ from adaptls.compare import (
     CompareError,
     SkippedRunWarning,
     compare,
+    evaluation_note,
     load_runs,
     main,
     smoothing_amount,
     to_markdown,
+    tradeoff_figure,
     write_csv,
     write_plots,
 )
@@ -275,6 +277,32 @@ def test_online_amount_is_one_minus_alpha(tmp_path: Path) -> None:
     result = compare(load_runs([tmp_path]), ["test/ece"])
     assert result.keys == ("strategy", "smoothing.alpha")  # found by diffing the configs
     assert [smoothing_amount(g.runs[0]) for g in result.groups] == pytest.approx([0.7, 0.3])
+
+
+def test_the_amount_is_what_the_run_reports_it_applied(tmp_path: Path) -> None:
+    # Feedback's config holds bounds (epsilon_max 0.5), not the smoothing it applied.
+    for seed, applied in ((0, 0.08), (1, 0.12)):
+        run_dir = write_run(tmp_path / f"f{seed}", "uniform", seed, {"epsilon_max": 0.5})
+        record = json.loads((run_dir / "metrics.json").read_text())
+        record["strategy"]["smoothing/applied_epsilon"] = applied
+        record["evaluation"] = {"checkpoint": "last", "epoch": 1}
+        (run_dir / "metrics.json").write_text(json.dumps(record))
+    runs = load_runs([tmp_path])
+    assert [smoothing_amount(r) for r in runs] == pytest.approx([0.08, 0.12])
+    fig = tradeoff_figure(compare(runs, ["test/ece", "test/acc"]))
+    data_line = fig.axes[0].containers[0].lines[0]  # the errorbar's (x, mean) line
+    assert list(data_line.get_xdata()) == pytest.approx([0.10])  # the group's mean, not 0.5
+    assert evaluation_note(runs) == "test metrics from the last epoch of every run"
+
+
+def test_mixed_evaluation_rules_are_warned(tmp_path: Path) -> None:
+    for seed, rule in ((0, "last"), (1, "best")):
+        run_dir = write_run(tmp_path / f"r{seed}", "uniform", seed)
+        record = json.loads((run_dir / "metrics.json").read_text())
+        record["evaluation"] = {"checkpoint": rule, "epoch": 1}
+        (run_dir / "metrics.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="different checkpoint rules"):
+        assert "mixed" in evaluation_note(load_runs([tmp_path]))
 
 
 def test_runs_without_overrides_are_grouped_by_config_differences(tmp_path: Path) -> None:

@@ -54,7 +54,6 @@ def test_short_gpu_training_run(tmp_path: Path) -> None:
         "adaptls.train",
         "trainer=gpu",
         "trainer.max_epochs=3",
-        "trainer.enable_progress_bar=false",
         "logger=none",
         f"hydra.run.dir={tmp_path}",
     ]

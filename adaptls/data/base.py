@@ -20,8 +20,9 @@ class TensorDataModule(pl.LightningDataModule):
     """A classification dataset held as tensors, served as ``(inputs, targets, indices)``.
 
     Options every datamodule takes (subclasses forward them as ``**kwargs``):
-    ``batch_size``, ``num_workers``, ``val_fraction``, ``seed``, ``imbalance_ratio`` and
-    ``imbalance_profile`` (``exp`` or ``step``).
+    ``batch_size``, ``num_workers``, ``val_fraction``, ``seed``, ``imbalance_ratio``,
+    ``imbalance_profile`` (``exp`` or ``step``) and ``shuffle`` (False: every epoch takes
+    the training samples in their stored order, as the MNIST-1D paper's loop does).
 
     Subclasses set ``num_classes`` and ``input_shape`` in ``__init__`` (both known before
     any data is loaded, so models can be built from them) and implement :meth:`load`, which
@@ -57,6 +58,7 @@ class TensorDataModule(pl.LightningDataModule):
         seed: int = 0,
         imbalance_ratio: float = 1.0,
         imbalance_profile: str = "exp",
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -65,6 +67,9 @@ class TensorDataModule(pl.LightningDataModule):
         self.seed = check_int("seed", seed, minimum=0)
         self.imbalance_ratio = check_float("imbalance_ratio", imbalance_ratio, minimum=1.0)
         self.imbalance_profile = check_choice("imbalance_profile", imbalance_profile, PROFILES)
+        if not isinstance(shuffle, bool):
+            raise ValueError(f"shuffle must be true or false, got {shuffle!r}")
+        self.shuffle = shuffle
         self.train_dataset: TensorDataset | None = None
         self.val_dataset: TensorDataset | None = None
         self.test_dataset: TensorDataset | None = None
@@ -96,7 +101,7 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require(self.train_dataset)
-        return self._loader(dataset, sampler=epoch_shuffle(dataset, self.seed))
+        return self._loader(dataset, sampler=epoch_shuffle(dataset, self.seed, self.shuffle))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.val_dataset), shuffle=False)
@@ -138,9 +143,10 @@ class TensorDataModule(pl.LightningDataModule):
         return dataset
 
 
-def epoch_shuffle(dataset: TensorDataset, seed: int) -> DistributedSampler:
-    """The training order: epoch e is ``randperm(n)`` seeded with ``seed + e``, dealt
-    round-robin to the ranks (one rank without a process group).
+def epoch_shuffle(dataset: TensorDataset, seed: int, shuffle: bool = True) -> DistributedSampler:
+    """The training order: epoch e is ``randperm(n)`` seeded with ``seed + e`` (or, with
+    ``shuffle=False``, ``0..n-1`` every epoch), dealt round-robin to the ranks (one rank
+    without a process group).
 
     So the global batch k (the union over ranks of their batch k) is the same slice of the
     same permutation for any number of processes: DDP on W processes with per-rank batch B
@@ -151,7 +157,7 @@ def epoch_shuffle(dataset: TensorDataset, seed: int) -> DistributedSampler:
     replicas, rank = 1, 0
     if dist.is_available() and dist.is_initialized():
         replicas, rank = dist.get_world_size(), dist.get_rank()
-    return DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=True, seed=seed)
+    return DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed)
 
 
 def _indexed(x: Tensor, y: Tensor) -> TensorDataset:

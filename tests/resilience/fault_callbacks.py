@@ -53,13 +53,21 @@ class DumpStrategyState(pl.Callback):
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Runs before the module's own on_train_epoch_end, which reduces across ranks.
-        counts = getattr(pl_module.strategy, "_next_count", None)
-        if counts is not None:
-            self.dirpath.mkdir(parents=True, exist_ok=True)
-            name = f"counts_rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt"
-            torch.save(counts.clone(), self.dirpath / name)
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The strategy reduces its statistics across ranks inside on_epoch_end (called from
+        # the epoch's last training step): record this rank's counts just before.
+        strategy = pl_module.strategy
+        reduce_and_update = strategy.on_epoch_end
+
+        def on_epoch_end() -> None:
+            counts = getattr(strategy, "next_count", None)
+            if counts is not None:
+                self.dirpath.mkdir(parents=True, exist_ok=True)
+                name = f"counts_rank{trainer.global_rank}_epoch{trainer.current_epoch}.pt"
+                torch.save(counts.clone(), self.dirpath / name)
+            reduce_and_update()
+
+        strategy.on_epoch_end = on_epoch_end
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ TINY = [
     "+trainer.limit_train_batches=4",
     "+trainer.limit_val_batches=2",
     "+trainer.limit_test_batches=2",
-    "trainer.enable_progress_bar=false",
     "data.batch_size=32",
     "model.dropout=0.2",
     "logger=none",

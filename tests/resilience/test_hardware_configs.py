@@ -77,7 +77,6 @@ def test_three_trial_search_writes_its_best_parameters(tmp_path: Path) -> None:
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
         "+trainer.limit_test_batches=1",
-        "trainer.enable_progress_bar=false",
         "logger=none",
         multirun=True,
     )

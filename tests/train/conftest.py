@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -20,14 +21,13 @@ from omegaconf import DictConfig, open_dict
 
 from adaptls.train import CONFIG_DIR
 
-# One epoch of two batches, no progress bar: seconds per run.
+# One epoch of two batches: seconds per run.
 TINY = [
     "trainer.max_epochs=1",
     "+trainer.limit_train_batches=2",
     "+trainer.limit_val_batches=2",
     "+trainer.limit_test_batches=2",
     "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
 ]
 # A small Gaussian mixture and a small MLP: no data generation cost.
 SMALL = [
@@ -101,15 +101,25 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
     def run_cli(
         *args: str, cwd: Path, program: list[str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess:
-        command = program or [sys.executable, "-m", "adaptls.train"]
-        return subprocess.run(
-            [*command, *args],
+        command = [*(program or [sys.executable, "-m", "adaptls.train"]), *args]
+        # Its own process group: on a timeout every process of the run goes (a DDP run's
+        # other ranks would otherwise outlive the test), then TimeoutExpired is raised.
+        with subprocess.Popen(
+            command,
             cwd=cwd,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-        )
+            start_new_session=True,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                stdout, stderr = process.communicate()
+                raise subprocess.TimeoutExpired(command, timeout, stdout, stderr) from None
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     return run_cli
 

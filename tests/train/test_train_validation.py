@@ -27,6 +27,7 @@ BAD_VALUES = {
     "trainer.precision=bogus": ["trainer", "bogus"],
     "callbacks.model_checkpoint.save_top_k=-5": ["callbacks.model_checkpoint", "-5"],
     "cpu_threads=0": ["cpu_threads", ">= 1", "0"],
+    "eval_checkpoint=first": ["eval_checkpoint", "last", "best", "'first'"],
 }
 
 
@@ -45,6 +46,24 @@ def test_a_bad_value_fails_before_training_naming_the_key(compose_train, tmp_pat
     for fragment in BAD_VALUES[override]:
         assert fragment in str(error.value), f"{fragment!r} not in {str(error.value)!r}"
     assert written(output_dir) == []  # no checkpoint, no metrics.json, no wandb folder
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["smoothing.schedule=cosine", "trainer.max_epochs=-1", "+trainer.max_steps=50"],
+        ["smoothing=self_distill", "trainer.max_epochs=null", "+trainer.max_steps=50"],
+    ],
+)
+def test_a_run_of_unknown_length_fails_if_smoothing_needs_its_length(
+    compose_train, tmp_path, overrides
+):
+    # Instead of silently treating the run as one epoch long (cosine at 0 after epoch 0).
+    output_dir = tmp_path / "run"
+    cfg = compose_train(*overrides, output_dir=output_dir)
+    with pytest.raises(ConfigError, match=r"needs the run's length in epochs, got max_epochs="):
+        train(cfg)
+    assert written(output_dir) == []
 
 
 @pytest.mark.parametrize("group", ["smoothing", "data"])
