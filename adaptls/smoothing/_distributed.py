@@ -29,8 +29,3 @@ def all_reduce(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     else:
         dist.all_reduce(tensor, op=reduce_op)
     return tensor
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over all ranks in place (a no-op without a process group)."""
-    return all_reduce(tensor, "sum")

@@ -302,7 +302,7 @@ class SmoothingStrategy(nn.Module):
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
         unknown = set(state) - set(self._states)
         if unknown:
-            raise KeyError(
+            raise ValueError(
                 f"checkpoint holds state {sorted(unknown)} that {type(self).__name__} does not "
                 f"declare (declared: {sorted(self._states)}); was it set up with the same data?"
             )
