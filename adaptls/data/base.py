@@ -78,6 +78,11 @@ class TensorDataModule(pl.LightningDataModule):
         """The full ``(x_train, y_train, x_test, y_test)``; targets int64 in [0, num_classes)."""
         raise NotImplementedError
 
+    def load_validation(self, generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
+        """A validation set that does not come out of the training split, or None (the
+        default: ``val_fraction`` of the training split is held out)."""
+        return None
+
     def collate_fn(self) -> Callable[[list[Any]], tuple[Tensor, ...]]:
         """Batch collation: stacks samples into the tuple ``(inputs, targets, indices)``."""
         return collate_tuple
@@ -88,7 +93,11 @@ class TensorDataModule(pl.LightningDataModule):
             return
         x, y, x_test, y_test = self.load()
         generator = torch.Generator().manual_seed(self.seed)
-        train, val = stratified_split(y, self.val_fraction, generator)
+        separate = self.load_validation(generator)
+        if separate is None:
+            train, val = stratified_split(y, self.val_fraction, generator)
+        else:
+            train = torch.arange(len(y))
         if self.imbalance_ratio > 1:
             available = torch.bincount(y[train], minlength=self.num_classes)
             counts = long_tail_counts(
@@ -96,7 +105,7 @@ class TensorDataModule(pl.LightningDataModule):
             )
             train = train[long_tail_subsample(y[train], counts, generator)]
         self.train_dataset = _indexed(x[train], y[train])
-        self.val_dataset = _indexed(x[val], y[val])
+        self.val_dataset = _indexed(*separate) if separate is not None else _indexed(x[val], y[val])
         self.test_dataset = _indexed(x_test, y_test)
 
     def train_dataloader(self) -> DataLoader:

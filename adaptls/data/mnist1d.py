@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from adaptls.data.base import TensorDataModule
-from adaptls.data.checks import check_int
+from adaptls.data.checks import check_choice, check_int
+from adaptls.data.split import stratified_split
 
 
 class MNIST1DDataModule(TensorDataModule):
@@ -22,6 +23,11 @@ class MNIST1DDataModule(TensorDataModule):
     validation split, long-tail subsampling and shuffling. Inputs have shape (1, 40) (one
     channel, for 1D convolutions), globally standardised by the generator.
 
+    ``val_source``: ``"holdout"`` (default) holds ``val_fraction`` of the 4000 training
+    series out for validation; ``"fresh"`` trains on all 4000, as the paper does, and
+    validates on an independent draw of the same generator (``dataset_seed + 1``):
+    ``val_fraction * 4000`` series, stratified, from that draw's training split.
+
     ``make_dataset`` reseeds Python's and NumPy's global RNGs; their states are restored
     afterwards so that generating the data does not change anything else in the run.
     ``mnist1d.data.get_dataset`` is not used: it reads and writes a pickle in the working
@@ -32,12 +38,22 @@ class MNIST1DDataModule(TensorDataModule):
         self,
         *,
         dataset_seed: int = 42,
+        val_source: str = "holdout",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.dataset_seed = check_int("dataset_seed", dataset_seed, minimum=0)
+        self.val_source = check_choice("val_source", val_source, ("holdout", "fresh"))
         self.num_classes = 10
         self.input_shape = (1, 40)
+
+    def load_validation(self, generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
+        if self.val_source == "holdout":
+            return None
+        data = generate_mnist1d(self.dataset_seed + 1)
+        y = torch.from_numpy(data["y"]).long()
+        _, val = stratified_split(y, self.val_fraction, generator)
+        return torch.from_numpy(data["x"][val.numpy()]).float().unsqueeze(1), y[val]
 
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         data = generate_mnist1d(self.dataset_seed)

@@ -92,3 +92,30 @@ def test_seed_changes_the_split_but_not_the_data(datamodule):
     assert torch.equal(a.val_dataset.tensors[0], b.val_dataset.tensors[0])
     assert not torch.equal(a.val_dataset.tensors[0], c.val_dataset.tensors[0])
     assert torch.equal(a.test_dataset.tensors[0], c.test_dataset.tensors[0])
+
+
+def test_fresh_validation_trains_on_all_4000_and_validates_on_another_draw(published):
+    other = generate_mnist1d(43)
+    calls = []
+
+    def fake(seed):
+        calls.append(seed)
+        return published if seed == 42 else other
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mnist1d_module, "generate_mnist1d", fake)
+        dm = MNIST1DDataModule(val_source="fresh", val_fraction=0.1)
+        dm.prepare_data()
+        dm.setup("fit")
+    assert sorted(calls) == [42, 43]
+    x_train, y_train, _ = dm.train_dataset.tensors
+    x_val, y_val, _ = dm.val_dataset.tensors
+    assert len(y_train) == 4000 and len(y_val) == 400
+    np.testing.assert_allclose(x_train.squeeze(1).numpy(), published["x"], rtol=1e-6)
+    counts = torch.bincount(y_val, minlength=10)
+    assert counts.min() >= 36 and counts.max() <= 44  # stratified: about 10% of each class
+    drawn = torch.from_numpy(other["x"]).float()
+    exact = "donot_use_mm_for_euclid_dist"
+    assert torch.cdist(x_val.squeeze(1), drawn, compute_mode=exact).min(1).values.max() < 1e-5
+    with pytest.raises(ValueError, match="val_source must be one of 'holdout', 'fresh'"):
+        MNIST1DDataModule(val_source="test")
