@@ -36,6 +36,7 @@ class SmoothingClassifier(pl.LightningModule):
       logged metrics in its ``on_train_epoch_end``, other ranks do not; a collective there
       deadlocks). A checkpoint written at the end of the epoch holds the updated state.
       With data of unknown length the update falls back to ``on_train_epoch_end``;
+    - ``observe_validation(logits, targets)`` after every validation step of fit;
     - ``on_validation_end(metrics)`` after every validation epoch *of fit* (not the sanity
       check, not a later ``trainer.validate``/``trainer.test``: evaluation never moves a
       strategy), with the synced validation metrics (``val/...``) and per-class figures
@@ -117,15 +118,21 @@ class SmoothingClassifier(pl.LightningModule):
         logits = self(x)
         self.log("val/loss", self.strategy(logits, y), on_epoch=True, sync_dist=True)
         self.val_metrics.update(logits, y)
+        if self._fitting():
+            self.strategy.observe_validation(logits.detach(), y)
         # Callbacks (temperature scaling, reliability diagrams) read these.
         return {"logits": logits.detach(), "targets": y}
 
     def on_validation_epoch_end(self) -> None:
         metrics = self._log_suite(self.val_metrics, "val")
-        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
+        if self._fitting():
             per_class = {f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()}
             self.strategy.on_validation_end({**metrics, **per_class})
         self.val_metrics.reset()
+
+    def _fitting(self) -> bool:
+        """Validation inside fit (not the sanity check, not a later validate/test)."""
+        return self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]

@@ -236,9 +236,7 @@ class SmoothingStrategy(nn.Module):
         call this at the same point of its program), then :meth:`update_state`, then resets
         the per-epoch states to their defaults.
         """
-        for name, spec in self._states.items():
-            if spec.reduce is not None:
-                all_reduce(getattr(self, name), spec.reduce)
+        self.reduce_states(*(n for n, spec in self._states.items() if spec.reduce is not None))
         self.applied_epsilon_total += self.applied_epsilon_epoch
         self.applied_rows_total += self.applied_rows_epoch
         self.update_state()
@@ -247,6 +245,23 @@ class SmoothingStrategy(nn.Module):
     def update_state(self) -> None:
         """Derive the strategy's parameters from this epoch's statistics (already reduced
         across ranks). Called by :meth:`on_epoch_end`; stateful strategies override it."""
+
+    def observe_validation(self, logits: Tensor, targets: Tensor) -> None:
+        """Called after each validation step *of fit* with its (detached) logits and
+        targets; strategies steered by their own validation statistics (CALS, AdaFocal)
+        collect them here and reduce them in :meth:`on_validation_end`."""
+
+    def reduce_states(self, *names: str) -> None:
+        """Reduce the named declared states across ranks now, each by its declared op.
+
+        A collective: every rank must call it at the same point (the module calls
+        :meth:`on_validation_end` on every rank, right where its metrics are synced).
+        """
+        for name in names:
+            spec = self._states[name]
+            if spec.reduce is None:
+                raise ValueError(f"state {name!r} was declared without a reduce op")
+            all_reduce(getattr(self, name), spec.reduce)
 
     def on_validation_end(self, metrics: Mapping[str, float]) -> None:
         """Called after each validation epoch with its metrics (``val/...`` names)."""
