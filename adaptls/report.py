@@ -24,15 +24,19 @@ def write_metrics(
     """Write ``metrics.json`` atomically (a crash never leaves a half-written file).
 
     ``evaluated``: which weights the metrics come from, ``{"rule": "last" | "best",
-    "path": checkpoint file or None, "epoch": 0-based epoch}``; recorded as
-    ``"checkpoint"`` (the file) and ``"evaluation"`` (rule and epoch).
+    "path": checkpoint file or None, "epoch": 0-based epoch, "step": optimizer steps}``;
+    recorded as ``"checkpoint"`` (the file) and ``"evaluation"`` (rule, epoch, step).
     """
     record = {
         "val": _numbers(val),
         "test": _numbers(test),
         "strategy": strategy,
         "checkpoint": evaluated.get("path"),
-        "evaluation": {"checkpoint": evaluated["rule"], "epoch": evaluated.get("epoch")},
+        "evaluation": {
+            "checkpoint": evaluated["rule"],
+            "epoch": evaluated.get("epoch"),
+            "step": evaluated.get("step"),
+        },
         "config": config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -161,7 +161,8 @@ def _set_cpu_threads(threads: Any) -> None:
 
 
 def _evaluated(trainer: pl.Trainer, rule: str) -> dict[str, Any]:
-    """Which weights are evaluated: ``{"rule", "path", "epoch"}`` (0-based epoch)."""
+    """Which weights are evaluated: ``{"rule", "path", "epoch", "step"}`` (0-based epoch of
+    the last completed epoch, optimizer steps taken)."""
     callback = trainer.checkpoint_callback
     attr = "best_model_path" if rule == "best" else "last_model_path"
     path = (getattr(callback, attr, "") if callback is not None else "") or None
@@ -171,10 +172,11 @@ def _evaluated(trainer: pl.Trainer, rule: str) -> dict[str, Any]:
             "checkpoint (is callbacks.model_checkpoint set, with a monitor?)"
         )
     if rule == "best":
-        epoch = int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    else:
-        epoch = trainer.current_epoch - 1  # fit has counted past its last epoch
-    return {"rule": rule, "path": path, "epoch": epoch}
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        epoch, step = int(saved["epoch"]), int(saved["global_step"])
+    else:  # the module's own weights; fit has counted past its last complete epoch
+        epoch, step = trainer.current_epoch - 1, trainer.global_step
+    return {"rule": rule, "path": path, "epoch": epoch, "step": step}
 
 
 def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:

@@ -67,6 +67,10 @@ def test_metrics_json_holds_finite_metrics_config_and_strategy(strategy_run, nam
     for key, value in metrics["strategy"]["hparams"].items():
         assert cfg.smoothing.get(key, value) == value  # the configured hyperparameters
     assert Path(metrics["checkpoint"]).is_file()
+    # the same evaluation rule for every strategy, by default the last epoch's weights
+    assert metrics["evaluation"] == {"checkpoint": "last", "epoch": 0, "step": 2}
+    applied = metrics["strategy"]["smoothing/applied_epsilon"]
+    assert applied is None or 0.0 <= applied < 1.0
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -77,6 +81,8 @@ def test_the_optimized_metric_is_returned_and_the_table_printed(strategy_run, na
     table = done["stdout"]
     assert "| val |" in table and "| test |" in table
     assert f"{metrics['test']['test/acc']:.4f}" in table
+    assert "last checkpoint: epoch 0" in table
+    assert "Test set: the model is " in table  # the direction and size of miscalibration
 
 
 def test_the_run_uses_the_configured_cpu_threads(
