@@ -7,8 +7,10 @@
 """
 
 from adaptls.smoothing.acls import ACLSmoothing
+from adaptls.smoothing.adafocal import AdaFocalLoss
 from adaptls.smoothing.adaptive_focal import AdaptiveFocalLoss
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.cals import ClassAdaptiveMarginSmoothing
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
 from adaptls.smoothing.dual_focal import DualFocalLoss
@@ -37,6 +39,8 @@ STRATEGIES: dict[str, type[SmoothingStrategy]] = {
         FocalLoss,
         AdaptiveFocalLoss,
         MarginSmoothing,
+        ClassAdaptiveMarginSmoothing,
+        AdaFocalLoss,
         ACLSmoothing,
         DualFocalLoss,
         MDCA,
@@ -47,7 +51,9 @@ __all__ = [
     "MDCA",
     "STRATEGIES",
     "ACLSmoothing",
+    "AdaFocalLoss",
     "AdaptiveFocalLoss",
+    "ClassAdaptiveMarginSmoothing",
     "ClassFrequencySmoothing",
     "ConfidenceSmoothing",
     "DualFocalLoss",
