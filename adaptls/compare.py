@@ -502,7 +502,7 @@ def tradeoff_figure(
                 color=color,
                 label=label,
             )
-        ax.set(xlabel="smoothing amount (ε, ε_head, ε_max or 1 − α)", ylabel=_title(metric))
+        ax.set(xlabel="smoothing applied (mean ε over training rows)", ylabel=_title(metric))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     return fig
