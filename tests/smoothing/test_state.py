@@ -140,17 +140,18 @@ def test_the_applied_epsilon_counts_training_rows_with_the_schedule():
     assert s.summary()["smoothing/applied_epsilon"] == pytest.approx(0.1)
 
 
+def spawn(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run :func:`worker` on WORLD processes; their states land in ``tmp_path``."""
+    # spawned processes import this module by its name under the repository root
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    args = (backend, str(tmp_path / "init"), str(tmp_path), STATEFUL)
+    mp.spawn(worker, args=args, nprocs=WORLD, join=True)
+
+
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_every_rank_ends_the_epoch_with_the_state_one_process_computes(tmp_path, monkeypatch):
-    # spawned processes import this module by its name under the repository root
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
-    mp.spawn(
-        worker,
-        args=("gloo", str(tmp_path / "init"), str(tmp_path), STATEFUL),
-        nprocs=WORLD,
-        join=True,
-    )
+    spawn("gloo", tmp_path, monkeypatch)
     for name in STATEFUL:
         single = make(name)
         run_epoch(single, set(range(WORLD)))
@@ -168,13 +169,7 @@ def test_every_rank_ends_the_epoch_with_the_state_one_process_computes(tmp_path,
 @pytest.mark.ddp
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL)")
 def test_stateful_strategies_reduce_under_nccl(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
-    mp.spawn(
-        worker,
-        args=("nccl", str(tmp_path / "init"), str(tmp_path), STATEFUL),
-        nprocs=WORLD,
-        join=True,
-    )
+    spawn("nccl", tmp_path, monkeypatch)
     for name in STATEFUL:
         states = [torch.load(tmp_path / f"{name}_rank{r}.pt") for r in range(WORLD)]
         for key in states[0]:
