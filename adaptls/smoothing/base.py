@@ -389,11 +389,14 @@ class SmoothingStrategy(nn.Module):
     @torch.no_grad()
     def _record_applied(self, epsilon: float | Tensor, y: Tensor) -> None:
         """Add this training batch's epsilon to the running sums (device-side, no sync)."""
-        counted = (y != self.ignore_index).to(torch.float64)
-        eps = torch.as_tensor(epsilon, device=y.device).to(torch.float64)
-        total = (eps * counted).sum() if eps.dim() else eps * counted.sum()
+        counted = y != self.ignore_index
+        rows = counted.sum(dtype=torch.float64)
+        if isinstance(epsilon, Tensor) and epsilon.dim():
+            total = (epsilon.to(torch.float64) * counted).sum()
+        else:  # a float or a 0-d tensor: no host-to-device copy of a Python number
+            total = rows * epsilon
         self.applied_epsilon_epoch += total.to(self.applied_epsilon_epoch.device)
-        self.applied_rows_epoch += counted.sum().to(self.applied_rows_epoch.device)
+        self.applied_rows_epoch += rows.to(self.applied_rows_epoch.device)
 
 
 def _number(value: float | Tensor) -> float | None:
