@@ -103,9 +103,12 @@ def fused_linear_soft_target_cross_entropy(
         grad_on and weight.requires_grad,
         grad_on and bias is not None and bias.requires_grad,
     )
-    return _LinearSoftTargetCrossEntropy.apply(
-        hidden, weight, bias, targets, eps, prior, prior_index, ignore_index, reduction, needs
-    )
+    # the kernel picks its own dtypes: autocast (whose cast the caller has applied) must
+    # not recast its GEMMs
+    with torch.autocast(hidden.device.type, enabled=False):
+        return _LinearSoftTargetCrossEntropy.apply(
+            hidden, weight, bias, targets, eps, prior, prior_index, ignore_index, reduction, needs
+        )
 
 
 class _LinearSoftTargetCrossEntropy(torch.autograd.Function):
@@ -153,7 +156,8 @@ class _LinearSoftTargetCrossEntropy(torch.autograd.Function):
                 hidden, weight, bias, targets, eps, prior, prior_index, ctx.ignore_index
             )
             row_weight = kernel.keep * ctx.scale * grad_output.reshape(-1).to(kernel.cdt)
-            _, grads = kernel.run(None, row_weight, ctx.needs)
+            with torch.autocast(hidden.device.type, enabled=False):
+                _, grads = kernel.run(None, row_weight, ctx.needs)
         dh, dw, db = grads
         return (
             None if dh is None else dh.to(hidden.dtype),

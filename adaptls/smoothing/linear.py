@@ -90,9 +90,12 @@ def linear_soft_target_cross_entropy(
     float32). Uniform and shared priors cost O(N D) extra (see the module docstring);
     per-row priors are read once, chunk by chunk. Extra memory: the gradients (N x D,
     V x D) and a logits buffer of at most about N/16 rows (a few hundred rows at V = 32000).
-    Differentiable once (no double backward).
+    Inside a ``torch.autocast`` region the inputs are first cast to its dtype, as
+    ``F.linear`` would cast them (so float32 parameters meet bfloat16 hidden states), and
+    the loss then runs as for inputs of that dtype. Differentiable once (no double backward).
     """
     check_reduction(reduction)
+    hidden, weight, bias = _autocast(hidden, weight, bias)
     _check_linear(hidden, weight, bias, targets)
     v, d = weight.shape
     h = hidden.reshape(-1, d)
@@ -103,6 +106,19 @@ def linear_soft_target_cross_entropy(
         h, weight, bias, y, epsilon, prior, prior_index, ignore_index, reduction
     )
     return loss.view(targets.shape) if reduction == "none" else loss
+
+
+def _autocast(hidden, weight, bias):
+    """Inside an autocast region, cast as F.linear would: to the region's dtype."""
+    if not torch.is_tensor(hidden) or not torch.is_autocast_enabled(hidden.device.type):
+        return hidden, weight, bias
+    dtype = torch.get_autocast_dtype(hidden.device.type)
+
+    def cast(t):
+        eligible = torch.is_tensor(t) and t.is_floating_point() and t.dtype != torch.float64
+        return t.to(dtype) if eligible else t
+
+    return cast(hidden), cast(weight), cast(bias)
 
 
 def _check_linear(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> None:

@@ -279,6 +279,31 @@ def test_without_bias_and_with_a_frozen_weight():
     assert w.grad is not None and w.grad.shape == w.shape
 
 
+@pytest.mark.parametrize("prior_kind", ["uniform", "table"])
+def test_autocast_casts_like_f_linear(prior_kind):
+    # float32 parameters, bfloat16 autocast: computed as for bfloat16 inputs, float32 grads
+    case = make_case(lead=(4, 10), d=16, v=64, prior_kind=prior_kind, seed=5)
+    leaves = [t.float().requires_grad_() for t in (case.hidden, case.weight, case.bias)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_soft_target_cross_entropy(
+            leaves[0],
+            leaves[1],
+            case.targets,
+            case.epsilon.float(),
+            case.prior,
+            bias=leaves[2],
+            **case.kwargs("mean"),
+        )
+    loss.backward()
+    assert loss.dtype == torch.float32 and all(t.grad.dtype == torch.float32 for t in leaves)
+    ref, ref_grads = reference(case, "mean", torch.bfloat16)
+    bound = Bounds(case, "mean", ref, UNIT_ROUNDOFF[torch.float32])
+    torch.testing.assert_close(loss.double(), ref, atol=bound.loss, rtol=0)
+    for name, t, r in zip(("hidden", "weight", "bias"), leaves, ref_grads, strict=True):
+        atol, rtol = getattr(bound, name), OUTPUT_ROUNDING[torch.bfloat16]
+        torch.testing.assert_close(t.grad.double(), r, atol=atol, rtol=rtol, msg=name)
+
+
 def test_uniform_is_pytorch_label_smoothing():
     # the convention: e/V on every class, the true one included
     case = make_case(lead=(30,), eps_kind="float", prior_kind="uniform", ignored=0.2)
