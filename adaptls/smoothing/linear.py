@@ -91,6 +91,7 @@ def linear_soft_target_cross_entropy(
     per-row priors are read once, chunk by chunk. Extra memory: the gradients (N x D,
     V x D) and a (rows, V) logits buffer, rows <= max(N/16, 64) (262 at V = 32000 on CPU),
     plus one more of the same size for per-row priors that need a gather or a cast.
+
     Inside a ``torch.autocast`` region the inputs are first cast to its dtype, as
     ``F.linear`` would cast them (so float32 parameters meet bfloat16 hidden states), and
     the loss then runs as for inputs of that dtype. Differentiable once (no double backward).
