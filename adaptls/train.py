@@ -83,6 +83,11 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
             f"eval_checkpoint must be one of {', '.join(EVAL_CHECKPOINTS)}; "
             f"got {cfg.eval_checkpoint!r}"
         )
+    if cfg.eval_checkpoint == "best" and not (cfg.get("callbacks") or {}).get("model_checkpoint"):
+        raise ConfigError(
+            "eval_checkpoint=best needs callbacks.model_checkpoint (it saves the best "
+            "checkpoint); set it, or evaluate the last epoch (eval_checkpoint=last)"
+        )
     try:  # a schedule that needs the run's length fails here, not after an epoch
         strategy.check_run_length(trainer.max_epochs)
     except ValueError as err:

@@ -85,6 +85,17 @@ def test_the_optimized_metric_is_returned_and_the_table_printed(strategy_run, na
     assert "Test set: the model is " in table  # the direction and size of miscalibration
 
 
+def test_best_checkpoint_evaluation_is_recorded(compose_train, tmp_path, tiny, small):
+    done = run(
+        compose_train, tmp_path / "best", "eval_checkpoint=best", "trainer.max_epochs=2",
+        "logger=none", *tiny[1:], *small,
+    )  # fmt: skip
+    evaluation = done["metrics"]["evaluation"]
+    assert evaluation["checkpoint"] == "best" and evaluation["epoch"] in (0, 1)
+    assert Path(done["metrics"]["checkpoint"]).name == "best.ckpt"
+    assert "best checkpoint: epoch" in done["stdout"]
+
+
 def test_the_run_uses_the_configured_cpu_threads(
     strategy_run, compose_train, tmp_path, tiny, small
 ):

@@ -48,6 +48,20 @@ def test_a_bad_value_fails_before_training_naming_the_key(compose_train, tmp_pat
     assert written(output_dir) == []  # no checkpoint, no metrics.json, no wandb folder
 
 
+def test_best_evaluation_without_a_checkpoint_callback_fails_before_training(
+    compose_train, tmp_path
+):
+    output_dir = tmp_path / "run"
+    cfg = compose_train(
+        "eval_checkpoint=best", "callbacks.model_checkpoint=null", output_dir=output_dir
+    )
+    with pytest.raises(
+        ConfigError, match=r"eval_checkpoint=best needs callbacks\.model_checkpoint"
+    ):
+        train(cfg)
+    assert written(output_dir) == []
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
