@@ -1,37 +1,113 @@
 r"""The fused kernel behind :func:`~adaptls.smoothing.soft_target_cross_entropy`.
 
-Row by row, with :math:`z_i = x_i - \max_k x_{ik}` (so nothing overflows),
+Row by row, with the log-softmax :math:`l_i = x_i - \mathrm{logsumexp}(x_i)` and the soft
+target :math:`t_i = (1 - \varepsilon_i)\,\mathrm{onehot}(y_i) + \varepsilon_i u_i`,
 
 .. math::
-    \ell_i = \log \textstyle\sum_k e^{z_{ik}} - z_{iy_i}
-             + \varepsilon_i\,(z_{iy_i} - \langle u_i, z_i \rangle),
+    \ell_i = -\langle t_i, l_i \rangle
+           = -(1 - \varepsilon_i)\, l_{iy_i} - \varepsilon_i \langle u_i, l_i \rangle,
     \qquad
-    \frac{\partial \ell_i}{\partial x_i} = \mathrm{softmax}(x_i) - t_i ,
+    \frac{\partial \ell_i}{\partial x_i} = e^{l_i} - t_i ,
 
-the same loss as :math:`-\langle t_i, \log\mathrm{softmax}(x_i) \rangle` and as accurate as
-a log-softmax. Work is chunked over rows; a chunk's temporaries (about 1 MiB per thread)
-stay in cache while every pass over it runs, so only the first read of the logits, the
-gather of per-row priors and the write of the gradient go to memory.
+as accurate as a log-softmax. The log-softmax is written into the gradient's own memory
+and turned into the gradient in place, so the only N x K tensor allocated is the gradient
+itself (plus, for per-row priors, chunks of prior rows).
+
+Four ways to run, chosen per call from shapes and dtypes (no host read of tensor values in
+any of them):
+
+- **tiny problems** (:func:`_tiny_loss`): plain differentiable operations with a dense
+  soft target, where per-call overhead is the whole cost;
+- **one pass over the whole tensor** (:class:`_SoftTargetCrossEntropy`): a custom
+  autograd Function whose forward computes the loss and the gradient in about ten
+  operations and whose backward only scales the gradient;
+- **chunks of rows**, the same Function, where a pass needs an N x K buffer besides the
+  gradient (per-row priors, float16/bfloat16 logits, a loss without gradient), so that
+  buffer stays a fraction of the logits;
+- **plain differentiable operations** while ``torch.compile`` traces the call
+  (:func:`_traced_loss`), which the compiler fuses itself (no graph break).
+
+Validity of the values (targets in ``[0, K)`` or ``ignore_index``, ``prior_index`` in
+range) is not checked up front, as that needs a host read of the values (a device sync on
+a GPU). A bad index still fails: the gather that reads it raises on CPU (where the error
+is then explained by :func:`explain_bad_indices`) and trips a device-side assertion on
+CUDA, as ``F.cross_entropy`` does. ``adaptls.smoothing.functional.DEBUG_CHECKS`` checks
+them up front instead, with a clear error on every device.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Elements per chunk of rows (1 MiB of float32) and per CPU thread: big enough that the
-# ~20 small per-chunk operations cost little next to the arithmetic, small enough that a
-# thread's share of the chunk, of its work buffer and of its gradient rows stays in a
-# core's L2 cache (measured on CPU with one thread: 256 Ki elements beat 64 Ki and 128 Ki
-# and matched 512 Ki). More threads get proportionally bigger chunks: every operation ends with a
-# barrier across the threads, and on a busy machine those waits, not the arithmetic,
-# dominate. A chunk is also kept to <= 1/16 of the logits (down to 16 Ki elements), so
-# temporaries stay a small fraction of the logits' size.
+# ---------------------------------------------------------------------------- sizes
+# Measured on a 2-core EPYC (512 KiB L2 per core, 16 MiB L3) shared with other jobs, fp32
+# forward + backward of uniform smoothing over F.cross_entropy(label_smoothing=0.1):
+#
+#   1 thread, CPU time       tiny   one pass  chunks of 256 Ki elements
+#   128 x 10                 0.93x  0.97x     0.98x
+#   1024 x 10                0.92x  0.94x     0.95x
+#   256 x 100                0.94x  0.98x     1.32x
+#   4096 x 100               0.52x  0.40x     0.63x
+#   65536 x 10               0.65x  0.56x     0.64x
+#   1024 x 1000              1.00x  0.67x     0.86x
+#   8192 x 1000              0.54x  0.44x     0.45x
+#   1024 x 32000                    0.52x     0.54x
+#   2 threads, process CPU time
+#   8192 x 1000                     0.52x     1.51x
+#   1024 x 32000                    0.52x     3.01x
+#
+# One pass over the whole tensor never loses to cache-sized chunks with one thread (the
+# passes are compute-bound there), and with two threads on a loaded machine chunks cost
+# 3-6x more CPU: every operation ends with a barrier across the threads, and many small
+# operations mean many barriers, each spun on while the other thread is descheduled. One
+# pass needs no more memory (the log-softmax is written into the gradient), so it is the
+# default at every size; chunks are for the cases that need a buffer.
+#
+# CPU: problems of at most this many logits run as the tiny path (32 Ki elements; the
+# name is older than that path: tests shrink both constants together to cross chunk
+# boundaries). Where the arithmetic is negligible, a dozen plain operations and autograd's
+# own backward cost less than the custom Function's forward and Python backward (see the
+# table); from 4096 x 100 on the dense target's passes cost more than that saves.
+_MIN_CHUNK_ELEMENTS = 1 << 15
+# CPU: a pass that needs a buffer (prior rows, float32 work rows) takes chunks of at least
+# this many elements (1 MiB of float32: a core's L2 share) and at most 1/_MAX_CHUNKS of
+# the problem, so the buffer is at most max(1 MiB, L / 16) and there are at most 16 chunks
+# (each one a round of barriers; see above). Problems up to one chunk run in one pass.
 _CHUNK_ELEMENTS = 1 << 18
-_MIN_CHUNK_ELEMENTS = 1 << 14
+_MAX_CHUNKS = 16
+# CUDA: every operation is a kernel launch (~5 us), so the tiny path (fewer launches in
+# the backward) is taken up to 64 Ki elements (256 KiB, read in < 0.1 us at 4 TB/s: still
+# launch-bound), and chunks that need a buffer are large: 8 Mi elements (32 MiB of
+# float32, within an H100/H200's 50-60 MiB L2, ~20 us per pass, well above the launch
+# cost), with the same 1/16 bound.
+_CUDA_MIN_CHUNK_ELEMENTS = 1 << 16
+_CUDA_CHUNK_ELEMENTS = 1 << 23
 
 
+def _tiny_elements(device: torch.device) -> int:
+    """Up to this many logits, a loss that needs a gradient runs as :func:`_tiny_loss`."""
+    return _MIN_CHUNK_ELEMENTS if device.type == "cpu" else _CUDA_MIN_CHUNK_ELEMENTS
+
+
+def _chunk_rows(n: int, k: int, device: torch.device, prior_rows: bool, cast: bool) -> int:
+    """Rows per chunk (``n``: one pass over the whole tensor).
+
+    ``prior_rows``: per-row priors (a buffer of prior rows per chunk); ``cast``: logits of
+    another dtype than the compute dtype, or no gradient to write the log-softmax into (a
+    work buffer per chunk). Without either, always one pass."""
+    size = n * k
+    chunk = _CHUNK_ELEMENTS if device.type == "cpu" else _CUDA_CHUNK_ELEMENTS
+    if not (prior_rows or cast) or size <= chunk:
+        return max(n, 1)
+    elements = max(chunk, -(-size // _MAX_CHUNKS))
+    return max(1, elements // max(k, 1))
+
+
+# ---------------------------------------------------------------------------- entry
 def fused_soft_target_cross_entropy(
     logits: Tensor,
     targets: Tensor,
@@ -46,218 +122,332 @@ def fused_soft_target_cross_entropy(
     ``epsilon``: a float, a 0-d or an (N,) tensor; ``prior``: None, (K,), (N, K) or, with
     an (N,) ``prior_index``, an (M, K) table. Callers check these first
     (:func:`~adaptls.smoothing.functional.check_inputs` and friends); strategies check
-    their inputs once and call this directly.
+    their inputs once and call this directly. Makes no host read of tensor values.
     """
-    n = targets.numel()
-    eps = _as_row_epsilon(epsilon, n, _compute_dtype(logits.dtype), logits.device)
-    if isinstance(eps, float) and eps == 0.0:
-        prior = prior_index = None  # the prior has no weight: skip reading it
+    cdt = _compute_dtype(logits.dtype)
+    if isinstance(epsilon, float | int) and not isinstance(epsilon, bool):
+        eps: float | Tensor = float(epsilon)
+        if eps == 0.0:
+            prior = prior_index = None  # the prior has no weight: skip reading it
+    else:
+        eps = epsilon.detach()
+        if eps.dtype != cdt or eps.device != logits.device:
+            eps = eps.to(dtype=cdt, device=logits.device)
+        if eps.dim() != 1:  # 0-d: an expanded view, no copy; shaped like targets: flat
+            eps = eps.expand(targets.shape[0]) if eps.dim() == 0 else eps.reshape(-1)
     if prior is not None:
         prior = prior.detach()
-    needs_grad = torch.is_grad_enabled() and logits.requires_grad
-    return _SoftTargetCrossEntropy.apply(
-        logits, targets, eps, prior, prior_index, ignore_index, reduction, needs_grad
+        if prior.dim() == 1 or prior_index is not None:  # small: cast once, not per chunk
+            prior = prior.to(cdt)
+    if torch.compiler.is_compiling():
+        return _traced_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction)
+    needs_grad = logits.requires_grad and torch.is_grad_enabled()
+    if needs_grad and logits.numel() <= _tiny_elements(logits.device):
+        try:
+            return _tiny_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction)
+        except (RuntimeError, IndexError) as err:
+            explain_bad_indices(targets, logits.shape[-1], ignore_index, prior, prior_index, err)
+            raise
+    # Function.apply's Python wrapper only matters under functorch transforms (vmap, grad);
+    # elsewhere the C entry point it ends in is called directly (~13 us less per call, 6%
+    # of a 128 x 10 forward + backward on CPU).
+    apply = (
+        _SoftTargetCrossEntropy.apply if torch._C._are_functorch_transforms_active() else _RAW_APPLY
     )
+    try:
+        return apply(logits, targets, eps, prior, prior_index, ignore_index, reduction, needs_grad)
+    except (RuntimeError, IndexError) as err:
+        explain_bad_indices(targets, logits.shape[-1], ignore_index, prior, prior_index, err)
+        raise
 
 
+def explain_bad_indices(
+    targets: Tensor,
+    k: int,
+    ignore_index: int,
+    prior: Tensor | None = None,
+    prior_index: Tensor | None = None,
+    cause: BaseException | None = None,
+) -> None:
+    """Raise a ValueError naming the first target outside ``[0, K)`` and not
+    ``ignore_index``, or the first ``prior_index`` outside the prior table; return if there
+    is none. Reads the values (a host sync): for error paths and debug checks only."""
+    y = targets.reshape(-1)
+    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
+    if bad.any():
+        raise ValueError(
+            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
+            f"or ignore_index={ignore_index}"
+        ) from cause
+    if prior is not None and prior_index is not None and prior_index.numel():
+        index, m = prior_index.reshape(-1), prior.shape[0]
+        bad = (index < 0) | (index >= m)
+        if bad.any():
+            raise ValueError(
+                f"prior_index {index[bad][0].item()} is out of range: allowed are 0..{m - 1}"
+            ) from cause
+
+
+# ---------------------------------------------------------------------------- eager
 class _SoftTargetCrossEntropy(torch.autograd.Function):
     """The reduced loss; nothing N x K is kept but the gradient itself.
 
-    float32/float64 logits that need a gradient: the forward computes the gradient of the
-    reduced loss too, while each chunk is in cache. The logits are read once and a
-    per-row prior is gathered once (not again in a backward); the backward scales that
-    buffer by the incoming gradient in place (not at all for ``loss.backward()``) and
-    hands it out. float16/bfloat16 logits: the forward computes the loss only and the
-    backward recomputes the gradient in float32, applying the incoming gradient (e.g. a
-    loss scale) before rounding to the logits' dtype, so small gradients do not underflow.
-    A second backward through the same graph (``retain_graph=True``) recomputes too.
+    float32/float64 logits that need a gradient: the forward computes the gradient rows
+    ``softmax - t`` too, in the same pass, and the backward scales them in
+    place by the incoming gradient times the row weights (1 / rows counted for "mean", 0
+    on ignored rows: device-side, no host read) and hands them out. float16/bfloat16
+    logits: the forward computes the loss only and the backward recomputes the gradient
+    in float32, applying the incoming gradient (e.g. a loss scale) before rounding to the
+    logits' dtype, so small gradients do not underflow. A second backward through the same
+    graph (``retain_graph=True``) recomputes too, with the same arithmetic, so it gives
+    the same gradient bit for bit. Differentiable once.
     """
 
     @staticmethod
     def forward(ctx, logits, targets, eps, prior, prior_index, ignore_index, reduction, needs_grad):
-        n = targets.numel()
-        cdt = _compute_dtype(logits.dtype)
-        counted = int((targets != ignore_index).sum())
-        scale = 1.0 / max(counted, 1) if reduction == "mean" else 1.0
-        eager = needs_grad and logits.dtype == cdt
-        grad = torch.empty_like(logits, memory_format=torch.contiguous_format) if eager else None
-        kernel = _Kernel(logits, targets, eps, prior, prior_index, ignore_index, counted == n)
-        chunks = kernel.chunks()
-        if reduction == "none":
-            out = torch.empty(n, dtype=cdt, device=logits.device)
-        else:
-            out = torch.zeros(len(chunks), dtype=cdt, device=logits.device)
-        for i, (s, e) in enumerate(chunks):
-            if reduction == "none":
-                out[s:e] = kernel(s, e, "rows", scale if eager else None, grad)
+        cdt = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        keep = targets != ignore_index
+        yc = (targets * keep).unsqueeze(1)  # ignored rows read class 0; their weight is 0
+        if reduction == "mean":  # row weights 1 / (rows counted), 0 where ignored
+            count = keep.sum().clamp_(min=1)
+            if cdt == torch.get_default_dtype():  # bool / int: one operation
+                w = torch.div(keep, count)
             else:
-                out[i] = kernel(s, e, "sum", scale if eager else None, grad)
-        ctx.save_for_backward(logits, targets, *_tensors(eps, prior, prior_index))
-        # Not a saved tensor: the backward hands it out and lets go of it, so autograd can
-        # take it as the logits' .grad without a copy.
-        ctx.grad = grad
-        ctx.eps_float = eps if isinstance(eps, float) else None
-        ctx.has_prior, ctx.has_index = prior is not None, prior_index is not None
-        ctx.ignore_index, ctx.scale, ctx.all_counted = ignore_index, scale, counted == n
-        return out if reduction == "none" else out.sum() * scale
+                w = keep.to(cdt).div_(count)
+        else:
+            w = keep.to(cdt)
+        eager = needs_grad and logits.dtype == cdt
+        plan = _Plan(logits, yc, eps, prior, prior_index, cdt, eager)
+        rows, grad = plan.forward(eager)  # the loss of every row, ignored ones too
+        out = rows.mul_(w) if reduction == "none" else torch.dot(rows, w)
+        if needs_grad:
+            ctx.save_for_backward(logits)
+            plan.logits = None  # the saved tensor is used instead (version-checked)
+            # Not saved tensors: the backward hands the gradient out and lets go of it, so
+            # autograd can take it as the logits' .grad without a copy.
+            ctx.grad, ctx.w, ctx.plan = grad, w, plan
+        return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
-        nones = (None,) * 7
-        if ctx.grad is not None:
-            grad, ctx.grad = ctx.grad, None  # handed out once; a further backward recomputes
-            if not _all_ones(grad_output):
-                grad.mul_(grad_output.reshape(-1, 1).to(grad.dtype))
-            return grad, *nones
-        logits, targets, *rest = ctx.saved_tensors
-        eps = ctx.eps_float if ctx.eps_float is not None else rest.pop(0)
-        prior = rest.pop(0) if ctx.has_prior else None
-        prior_index = rest.pop(0) if ctx.has_index else None
+        if torch.is_grad_enabled():  # create_graph=True: refuse a second differentiation
+            return _backward_once(ctx, grad_output)
+        return _backward(ctx, grad_output)
+
+
+def _backward(ctx, grad_output):
+    weight = (ctx.w * grad_output).unsqueeze(1)  # (N, 1), on the device
+    grad = ctx.grad
+    if grad is not None:
+        ctx.grad = None  # handed out once; a further backward recomputes
+        return grad.mul_(weight), None, None, None, None, None, None, None
+    plan = ctx.plan
+    plan.logits = ctx.saved_tensors[0]
+    grad = plan.gradient(weight)
+    plan.logits = None
+    return grad, None, None, None, None, None, None, None
+
+
+_backward_once = once_differentiable(_backward)
+# torch.autograd.Function.apply minus its functorch handling: torch._C._FunctionBase.apply
+_RAW_APPLY = super(torch.autograd.Function, _SoftTargetCrossEntropy).apply
+
+
+class _Plan:
+    """How to run one call: the prior as the kernel reads it, and the chunk size.
+
+    ``u``: None (epsilon 0: no prior), a (K,) vector (uniform or shared), (N, K) rows or,
+    with ``index``, an (M, K) table whose rows are gathered chunk by chunk. ``direct``:
+    the gradient is written in the compute dtype straight into its own tensor (else the
+    passes need a work buffer: chunks).
+    """
+
+    __slots__ = ("cdt", "eps", "index", "logits", "prior_rows", "step", "u", "yc")
+
+    def __init__(self, logits, yc, eps, prior, prior_index, cdt, direct: bool) -> None:
+        n, k = logits.shape
+        self.logits, self.yc, self.eps, self.index, self.cdt = logits, yc, eps, prior_index, cdt
+        if type(eps) is float and eps == 0.0:
+            self.u = None
+        elif prior is None:
+            self.u = _uniform(k, cdt, logits.device)
+        else:
+            self.u = prior
+        self.prior_rows = self.u is not None and self.u.dim() == 2
+        self.step = _chunk_rows(n, k, logits.device, self.prior_rows, not direct)
+
+    def forward(self, grad: bool) -> tuple[Tensor, Tensor | None]:
+        """The loss of every row (ignored ones too) and, with ``grad``, the gradient rows
+        softmax - t (unscaled) in one (N, K) tensor of the compute dtype."""
+        logits, yc, eps, cdt, step = self.logits, self.yc, self.eps, self.cdt, self.step
+        n, k = logits.shape
+        if step >= n:  # one pass over the whole tensor
+            rows, g = _pass(logits, yc, eps, self._prior(0, n), None, cdt, grad, True)
+            return rows, (g if grad else None)
+        rows = torch.empty(n, dtype=cdt, device=logits.device)
+        if grad:
+            out = torch.empty((n, k), dtype=cdt, device=logits.device)
+        else:
+            work = torch.empty((step, k), dtype=cdt, device=logits.device)
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            g = out[s:e] if grad else work[: e - s]
+            e_s = eps if type(eps) is float else eps[s:e]
+            rows[s:e] = _pass(logits[s:e], yc[s:e], e_s, self._prior(s, e), g, cdt, grad, True)[0]
+        return rows, (out if grad else None)
+
+    def gradient(self, weight: Tensor) -> Tensor:
+        """The gradient, recomputed: (softmax - t) * ``weight`` ((N, 1)), in the logits'
+        dtype, with the same arithmetic as the forward's gradient scaled afterwards."""
+        logits, yc, eps, cdt, step = self.logits, self.yc, self.eps, self.cdt, self.step
+        n, k = logits.shape
+        direct = logits.dtype == cdt
+        if step >= n:
+            g = _pass(logits, yc, eps, self._prior(0, n), None, cdt, True, False)[1]
+            g.mul_(weight)
+            return g if direct else g.to(logits.dtype)
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        kernel = _Kernel(
-            logits, targets, eps, prior, prior_index, ctx.ignore_index, ctx.all_counted
-        )
-        scaling = None if _all_ones(grad_output) else grad_output.reshape(-1, 1)
-        for s, e in kernel.chunks():
-            rows = scaling if scaling is None or scaling.numel() == 1 else scaling[s:e]
-            kernel(s, e, None, ctx.scale, grad, rows)
-        return grad, *nones
+        work = None if direct else torch.empty((step, k), dtype=cdt, device=logits.device)
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            e_s = eps if type(eps) is float else eps[s:e]
+            g = grad[s:e] if direct else work[: e - s]
+            _pass(logits[s:e], yc[s:e], e_s, self._prior(s, e), g, cdt, True, False)
+            g.mul_(weight[s:e])
+            if not direct:
+                grad[s:e] = g
+        return grad
+
+    def _prior(self, s: int, e: int) -> Tensor | None:
+        """The prior for rows s..e: the (K,) vector, or their rows in the compute dtype."""
+        u = self.u
+        if not self.prior_rows:
+            return u
+        if self.index is not None:
+            return torch.index_select(u, 0, self.index[s:e])
+        u = u[s:e]
+        return u if u.dtype == self.cdt else u.to(self.cdt)
 
 
-class _Kernel:
-    """The work on one chunk of rows: their loss and, on request, their gradient rows."""
+def _pass(x, yc, eps, u, g, cdt, grad: bool, loss: bool) -> tuple[Tensor | None, Tensor]:
+    """One pass over rows x: (their loss if ``loss``, log-softmax or, with ``grad``,
+    softmax - t), written into ``g`` (allocated when None).
 
-    def __init__(
-        self, logits, targets, eps, prior, prior_index, ignore_index, all_counted: bool
-    ) -> None:
-        self.logits, self.targets, self.eps = logits, targets, eps
-        self.ignore_index = ignore_index
-        # one epsilon for every row: per-row priors need no scaling pass (see __call__)
-        self.eps_shared = eps if isinstance(eps, float) and all_counted else None
-        self.cdt = _compute_dtype(logits.dtype)
-        self.smoothed = not (isinstance(eps, float) and eps == 0.0)
-        self.prior = _Prior(prior, prior_index, logits.shape[1], self.cdt)
-        self.work: Tensor | None = None
-
-    def chunks(self) -> list[tuple[int, int]]:
-        n, k = self.logits.shape
-        threads = torch.get_num_threads() if self.logits.device.type == "cpu" else 1
-        elements = min(_CHUNK_ELEMENTS * threads, max(_MIN_CHUNK_ELEMENTS, n * k // 16))
-        step = max(1, elements // max(k, 1))
-        return [(s, min(s + step, n)) for s in range(0, n, step)]
-
-    def __call__(
-        self,
-        s: int,
-        e: int,
-        loss: str | None,
-        scale: float | None,
-        grad: Tensor | None,
-        grad_output: Tensor | None = None,
-    ) -> Tensor | None:
-        """The loss of rows s..e (0 where ignored): per row (``loss="rows"``), summed
-        (``"sum"``) or not at all (None). With ``scale``, also their gradient rows
-        scale * (softmax - t), times ``grad_output`` (one value, or one per row) if given:
-        the same arithmetic as scaling the forward's gradient in the backward, so a
-        recomputed gradient equals it bit for bit."""
-        x = self.logits[s:e]
-        keep = self.targets[s:e] != self.ignore_index
-        y = torch.where(keep, self.targets[s:e], 0).unsqueeze(1)
-        counted = keep.to(self.cdt)
-        eps = counted * self.eps if isinstance(self.eps, float) else counted * self.eps[s:e]
-        # the max in the logits' dtype is exact; the subtraction promotes to cdt
-        self.work = z = _buffer(self.work, e - s, x.shape[1], self.cdt, x.device)
-        torch.sub(x, x.amax(dim=1, keepdim=True).to(self.cdt), out=z)
-        z_y = z.gather(1, y).squeeze(1)
-        # The gradient goes straight into ``grad`` when it has the compute dtype, else it
-        # is built in the work buffer and cast once.
-        g = None if scale is None or grad.dtype != self.cdt else grad[s:e]
-        # Per-row priors are read once, as rows v_i with f * v_i = eps_i * u_i, for the
-        # loss and the gradient: u_i itself, gathered straight into the gradient rows (which
-        # the gradient then overwrites), and f = eps when every row shares one epsilon;
-        # else eps_i * u_i in a buffer and f = 1. A summed loss needs only
-        # sum_i eps_i <u_i, z_i>: one flat dot product.
-        scaled, f = None, 1.0
-        if self.smoothed and self.prior.per_row:
-            if self.eps_shared is None:
-                scaled = self.prior.rows(s, e, eps)
-            else:
-                scaled, f = self.prior.rows(s, e, out=g), self.eps_shared
-        prior_sum = 0.0
-        row = z_y * (eps - 1.0)
-        if loss is not None and self.smoothed:
-            if scaled is None:
-                row = row.sub_(eps * self.prior.dot(z))
-            elif loss == "sum":
-                prior_sum = torch.dot(scaled.view(-1), z.view(-1)) * f
-            else:
-                row = row.sub_(torch.linalg.vecdot(scaled, z).mul_(f))
-        total = z.exp_().sum(dim=1)
-        if scale is not None:
-            g = z if g is None else g
-            weight = (counted * scale / total).unsqueeze(1)
-            if scaled is not None:
-                torch.sub(z.mul_(weight), scaled, alpha=scale * f, out=g)
-            else:
-                torch.mul(z, weight, out=g)
-                if self.smoothed:
-                    self.prior.subtract_(g, eps * scale)
-            g.scatter_add_(1, y, ((eps - counted) * scale).unsqueeze(1))
-            if grad_output is not None:
-                g.mul_(grad_output.to(self.cdt))
-            if g is z:
-                grad[s:e] = z
-        if loss is None:
-            return None
-        row = torch.where(keep, row.add_(total.log()), 0.0)
-        return row if loss == "rows" else row.sum() - prior_sum
-
-
-class _Prior:
-    """The prior: uniform (``None``), one shared (K,) prior, (N, K) rows, or rows of an
-    (M, K) table picked by an index. Per-row priors of a chunk are read once, gathered (or
-    cast) into one reused buffer."""
-
-    def __init__(self, prior: Tensor | None, index: Tensor | None, k: int, dtype) -> None:
-        self.k, self.dtype, self.index = k, dtype, index
-        self.prior = prior.to(dtype) if prior is not None and prior.dim() == 1 else prior
-        self.per_row = prior is not None and prior.dim() == 2
-        self.buffer: Tensor | None = None
-
-    def rows(self, s: int, e: int, c: Tensor | None = None, out: Tensor | None = None) -> Tensor:
-        """u_i (times c_i, if given) for rows s..e of a per-row prior, in ``out`` or the
-        buffer (or the caller's rows themselves, when they need neither a cast nor a
-        scale)."""
-        if self.index is None:
-            u = self.prior[s:e]
-            if c is None and u.dtype == self.dtype:
-                return u
-            out = self._buffer(e - s)
-            return torch.mul(u, c.unsqueeze(1), out=out) if c is not None else out.copy_(u)
-        u = self._buffer(e - s) if out is None else out
-        if self.prior.dtype == self.dtype:
-            torch.index_select(self.prior, 0, self.index[s:e], out=u)
+    About ten tensor operations: log-softmax, a gather, one matrix-vector product (or row
+    dot products), and for the gradient exp, the prior's share and a scatter of the
+    target's share.
+    """
+    if g is None:
+        g = torch.log_softmax(x, 1) if x.dtype == cdt else torch.log_softmax(x, 1, dtype=cdt)
+    else:
+        torch.log_softmax(x, 1, dtype=cdt, out=g)
+    rows = None
+    if loss:
+        a = g.gather(1, yc).squeeze(1)  # log-softmax at the target
+        if u is None:
+            rows = a.neg_()
+        elif type(eps) is float and u.dim() == 1:  # -(1 - e) a - e <u, l>: one operation
+            rows = torch.addmv(a, g, u, beta=eps - 1.0, alpha=-eps)
         else:
-            u.copy_(self.prior[self.index[s:e]])
-        return u if c is None else u.mul_(c.unsqueeze(1))
-
-    def _buffer(self, rows: int) -> Tensor:
-        self.buffer = _buffer(self.buffer, rows, self.k, self.dtype, self.prior.device)
-        return self.buffer
-
-    def dot(self, z: Tensor) -> Tensor:
-        """<u, z_i> for a uniform or shared prior u."""
-        return z.mean(dim=1) if self.prior is None else z @ self.prior
-
-    def subtract_(self, g: Tensor, c: Tensor) -> None:
-        """g -= c_i * u, in place, for a uniform or shared prior u and per-row weights c."""
-        if self.prior is None:
-            g.sub_((c / self.k).unsqueeze(1))
+            b = g @ u if u.dim() == 1 else torch.linalg.vecdot(g, u)
+            rows = torch.lerp(a, b, eps).neg_()
+    if grad:
+        g.exp_()
+        if type(eps) is float:
+            if u is not None:
+                g.sub_(u, alpha=eps)
+            g.scatter_(1, yc, eps - 1.0, reduce="add")
         else:
-            g.addr_(c, self.prior, alpha=-1.0)
+            if u.dim() == 1:
+                g.addr_(eps, u, alpha=-1.0)
+            else:
+                g.addcmul_(u, eps.unsqueeze(1), value=-1.0)
+            g.scatter_add_(1, yc, (eps - 1.0).unsqueeze(1))
+    return rows, g
 
 
+@functools.lru_cache(maxsize=64)
+def _uniform(k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The uniform prior 1/K (cached: one tensor creation less per call)."""
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.full((k,), 1.0 / k, dtype=dtype, device=device)
+
+
+# ---------------------------------------------------------------------------- tiny
+def _tiny_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction):
+    """The loss as <log softmax(x), T> with the weighted soft target T = -w_i t_i built
+    densely (w_i: 1 / rows counted for "mean", 1 otherwise, 0 where ignored), in plain
+    differentiable operations.
+
+    For problems so small that per-call overhead is the cost: no custom backward (autograd
+    runs log-softmax's own, in C++), about a dozen operations in all. Its gradient,
+    (softmax(x_i) - t_i) w_i, is the fused kernel's; memory (T, the saved log-softmax and
+    the gradient) is three times the logits, a few hundred KiB at most.
+    """
+    n, k = logits.shape
+    cdt = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    with torch.no_grad():
+        keep = targets != ignore_index
+        yc = (targets * keep).unsqueeze(1)  # ignored rows read class 0; their weight is 0
+        if reduction == "mean":  # -1 / (rows counted), 0 where ignored
+            count = keep.sum().clamp_(min=1).neg_()
+            if cdt == torch.get_default_dtype():
+                w = torch.div(keep, count)
+            else:
+                w = keep.to(cdt).div_(count)
+        else:
+            w = keep.to(cdt).neg_()
+        if type(eps) is float and eps == 0.0:
+            t = torch.zeros((n, k), dtype=cdt, device=logits.device)
+            t.scatter_(1, yc, w.unsqueeze(1))
+        else:
+            if prior is None:
+                u = _uniform(k, cdt, logits.device)
+            elif prior_index is not None:
+                u = prior[prior_index]
+            else:
+                u = prior if prior.dtype == cdt else prior.to(cdt)
+            we = w * eps
+            t = torch.outer(we, u) if u.dim() == 1 else u * we.unsqueeze(1)
+            t.scatter_add_(1, yc, (w - we).unsqueeze(1))
+    lsm = (
+        torch.log_softmax(logits, 1)
+        if logits.dtype == cdt
+        else (torch.log_softmax(logits, 1, dtype=cdt))
+    )
+    if reduction == "none":
+        return (lsm * t).sum(1)
+    return torch.dot(lsm.view(-1), t.view(-1))
+
+
+# ---------------------------------------------------------------------------- compiled
+def _traced_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction):
+    """The loss in plain differentiable operations, for ``torch.compile`` to fuse (its
+    backward is derived by the compiler). Same formula and reduction as the eager kernel."""
+    cdt = _compute_dtype(logits.dtype)
+    keep = targets != ignore_index
+    yc = torch.where(keep, targets, 0).unsqueeze(1)
+    lsm = torch.log_softmax(logits, 1, dtype=cdt)
+    rows = lsm.gather(1, yc).squeeze(1)
+    if not (isinstance(eps, float) and eps == 0.0):
+        if prior is None:
+            smooth = lsm.mean(1)
+        elif prior.dim() == 1:
+            smooth = lsm @ prior
+        else:
+            u = prior[prior_index] if prior_index is not None else prior
+            smooth = (lsm * u.to(cdt)).sum(1)
+        rows = torch.lerp(rows, smooth, eps)
+    rows = torch.where(keep, -rows, 0.0)
+    if reduction == "none":
+        return rows
+    total = rows.sum()
+    if reduction == "mean":
+        total = total / keep.sum().clamp(min=1)
+    return total
+
+
+# ---------------------------------------------------------------------------- helpers
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -273,18 +463,9 @@ def _as_row_epsilon(
 
 
 def _all_ones(grad_output: Tensor) -> bool:
-    """Whether the incoming gradient is 1 (``loss.backward()``): no scaling pass needed."""
+    """Whether the incoming gradient is 1 (``loss.backward()``). Reads its value: a host
+    sync on a GPU. Not used by this kernel (its backward always scales, on the device);
+    kept for :mod:`adaptls.smoothing._fused_linear`."""
     if grad_output.dim() == 0:
         return grad_output.item() == 1.0
     return bool((grad_output == 1.0).all())
-
-
-def _buffer(buffer: Tensor | None, rows: int, k: int, dtype, device) -> Tensor:
-    """A (rows, k) view of one reused work buffer (fresh pages on every chunk cost time)."""
-    if buffer is None or buffer.shape[0] < rows:
-        buffer = torch.empty(rows, k, dtype=dtype, device=device)
-    return buffer[:rows]
-
-
-def _tensors(*values) -> list[Tensor]:
-    return [t for t in values if torch.is_tensor(t)]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
-from adaptls.smoothing._fused import fused_soft_target_cross_entropy
+from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 from adaptls.smoothing.functional import (
     check_inputs,
     check_reduction,
@@ -153,7 +153,16 @@ class SmoothingStrategy(nn.Module):
         """
         check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
-        loss = self.loss(x, y, indices, reduction)
+        if torch.compiler.is_compiling():
+            loss = self.loss(x, y, indices, reduction)
+        else:
+            try:
+                loss = self.loss(x, y, indices, reduction)
+            except (RuntimeError, IndexError) as err:
+                # target values are not checked up front (a host sync): an index that is
+                # out of range fails where it is used; name it (and what is allowed)
+                explain_bad_indices(y, x.shape[1], self.ignore_index, cause=err)
+                raise
         return loss.view(targets.shape) if reduction == "none" else loss
 
     def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:

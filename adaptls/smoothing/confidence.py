@@ -53,7 +53,8 @@ class ConfidenceSmoothing(SmoothingStrategy):
             raise ValueError(f"epsilon_min ({epsilon_min}) must be <= epsilon_max ({epsilon_max})")
         self.signal = check_choice("signal", signal, SIGNALS)
         self.power = check_positive("power", power)
-        self._last_epsilon: Tensor | None = None
+        self._last_epsilon: Tensor | None = None  # the last batch's, every row
+        self._last_counted: Tensor | None = None  # which of its rows count (not ignored)
 
     @torch.no_grad()
     def confidence(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -72,17 +73,28 @@ class ConfidenceSmoothing(SmoothingStrategy):
     ) -> SoftTarget:
         c = self.confidence(logits, targets)
         eps = self.epsilon_min + (self.epsilon_max - self.epsilon_min) * c.pow(self.power)
-        self._last_epsilon = eps[targets != self.ignore_index]
+        # kept whole with a mask, not as eps[mask] (a host sync: its size depends on values)
+        self._last_epsilon, self._last_counted = eps, targets != self.ignore_index
         return SoftTarget(eps)
 
-    def log_values(self) -> dict[str, float]:
-        eps = self._last_epsilon
-        if eps is None or eps.numel() == 0:
+    @torch.no_grad()
+    def log_values(self) -> dict[str, float | Tensor]:
+        """Mean, min and max epsilon over the last batch's counted rows, as 0-d tensors
+        (no host sync; NaN when no row counted)."""
+        eps, counted = self._last_epsilon, self._last_counted
+        if eps is None or counted is None or eps.numel() == 0:  # shapes only: no sync
             return {}
+        count = counted.sum()
+        nan = torch.full((), float("nan"), dtype=eps.dtype, device=eps.device)
+        any_counted = count > 0
         return {
-            "smoothing/epsilon_mean": eps.mean().item(),
-            "smoothing/epsilon_min": eps.min().item(),
-            "smoothing/epsilon_max": eps.max().item(),
+            "smoothing/epsilon_mean": torch.where(any_counted, (eps * counted).sum() / count, nan),
+            "smoothing/epsilon_min": torch.where(
+                any_counted, torch.where(counted, eps, float("inf")).amin(), nan
+            ),
+            "smoothing/epsilon_max": torch.where(
+                any_counted, torch.where(counted, eps, float("-inf")).amax(), nan
+            ),
         }
 
     def hparams(self) -> dict[str, Any]:

@@ -17,18 +17,41 @@ and, because :math:`\sum_k t_{ik} = 1`,
 
 Convention: with ``prior=None`` the prior is uniform 1/K over *all* classes, the true one
 included (PyTorch's ``label_smoothing=e`` and timm's convention), not e/(K-1) on the others.
+
+No host syncs: the loss and its checks read shapes and dtypes only, never tensor values,
+so a training step on a GPU never waits for the device here. Index values are checked
+where they are used: on CPU a target outside ``[0, K)`` (and not ``ignore_index``) or a
+``prior_index`` outside the table raises a ValueError naming it; on CUDA it trips a
+device-side assertion, as ``F.cross_entropy`` does. Set :data:`DEBUG_CHECKS` (or the
+environment variable ``ADAPTLS_DEBUG_CHECKS=1`` before import) to check them before the
+loss runs, with the same clear ValueError on every device, at the cost of a device sync
+per call.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
-from adaptls.smoothing._fused import fused_soft_target_cross_entropy
+from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 
-__all__ = ["dense_soft_targets", "soft_target_cross_entropy"]
+__all__ = ["DEBUG_CHECKS", "dense_soft_targets", "soft_target_cross_entropy"]
 
 REDUCTIONS = ("mean", "sum", "none")
+
+#: Check index values (targets in range, ``prior_index`` in range) before the loss runs,
+#: with a clear error on every device, at the cost of one host sync per call. Off by
+#: default; ``ADAPTLS_DEBUG_CHECKS=1`` (or true/yes/on) in the environment turns it on at
+#: import, and tests or a debugging session can set it directly
+#: (``adaptls.smoothing.functional.DEBUG_CHECKS = True``).
+DEBUG_CHECKS: bool = os.environ.get("ADAPTLS_DEBUG_CHECKS", "").strip().lower() in (
+    "1",
+    "true",
+    "yes",
+    "on",
+)
 
 
 def soft_target_cross_entropy(
@@ -65,14 +88,16 @@ def soft_target_cross_entropy(
     ``epsilon`` and ``prior`` are *targets*: no gradient flows to them (they are detached).
     Their tensor values are not checked (that would cost a device sync): priors must be
     distributions (rows summing to 1, which the loss formula above relies on); t is a
-    distribution for epsilon in [0, 1].
+    distribution for epsilon in [0, 1]. Index values: see :data:`DEBUG_CHECKS`.
 
     Memory: an autograd Function that never builds the N x K soft target, log-softmax or
     softmax; the only N x K tensor it allocates is the gradient itself (``softmax - t``,
-    written chunk by chunk with bounded temporaries). For float32/float64 logits that
-    need a gradient it is computed in the forward, while each chunk is in cache, and the
-    backward only scales it; other dtypes recompute it in the backward from the saved
-    logits. The function is differentiable once (no double backward).
+    written chunk by chunk with bounded temporaries, or in one pass when the problem is
+    small). For float32/float64 logits that need a gradient it is computed in the forward,
+    while each chunk is in cache, and the backward only scales it; other dtypes recompute
+    it in the backward from the saved logits. The function is differentiable once (no
+    double backward). Under ``torch.compile`` it is plain differentiable operations, which
+    the compiler fuses, with no graph break.
     """
     check_reduction(reduction)
     x, y = check_inputs(logits, targets, ignore_index)
@@ -99,9 +124,11 @@ def dense_soft_targets(
     :func:`soft_target_cross_entropy`.
 
     The reference the fused loss is tested against, and what strategies return from
-    ``soft_targets`` for analysis. Materialises N x K: not for training.
+    ``soft_targets`` for analysis. Materialises N x K: not for training. Checks the index
+    values (a host sync; it is not on the training path).
     """
     y = targets.reshape(-1).long()
+    explain_bad_indices(y, num_classes, ignore_index, prior, prior_index)
     mask = y != ignore_index
     n = y.numel()
     eps = torch.as_tensor(epsilon, dtype=dtype, device=y.device).reshape(-1)
@@ -124,8 +151,9 @@ def check_reduction(reduction: str) -> None:
 
 
 def check_inputs(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
-    """Check float logits (..., K) against integer targets (...) in [0, K) or ignore_index;
-    returns them flattened to (N, K) and (N,) int64."""
+    """Check float logits (..., K) against integer targets (...); returns them flattened to
+    (N, K) and (N,) int64. Shapes and dtypes only (no host sync); with :data:`DEBUG_CHECKS`
+    also that the targets are in [0, K) or ignore_index."""
     if not torch.is_tensor(logits) or not logits.is_floating_point():
         raise TypeError(
             f"logits must be a floating-point tensor, got "
@@ -142,19 +170,19 @@ def check_inputs(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Te
             f"{tuple(logits.shape)} and targets {tuple(targets.shape)}"
         )
     k = logits.shape[-1]
-    y = targets.reshape(-1).long()
-    _check_target_range(y, k, ignore_index)
-    return logits.reshape(-1, k), y
+    # every call of every training step comes here: no copies or views that are not needed
+    y = targets if targets.dim() == 1 else targets.reshape(-1)
+    if y.dtype != torch.int64:
+        y = y.long()
+    if DEBUG_CHECKS:
+        _check_target_range(y, k, ignore_index)
+    return (logits if logits.dim() == 2 else logits.reshape(-1, k)), y
 
 
 def _check_target_range(y: Tensor, k: int, ignore_index: int) -> None:
-    # a function of its own so the N-sized masks are freed before the loss runs
-    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
-    if bad.any():
-        raise ValueError(
-            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
-            f"or ignore_index={ignore_index}"
-        )
+    """Raise a ValueError for a target outside [0, k) and not ignore_index. Reads the values
+    (a host sync): :func:`check_inputs` runs it only under :data:`DEBUG_CHECKS`."""
+    explain_bad_indices(y, k, ignore_index)
 
 
 def check_soft_target(
@@ -217,11 +245,8 @@ def _check_prior(
                 f"of shape {tuple(getattr(prior_index, 'shape', ()))}"
             )
         index = prior_index.reshape(-1)
-        if n and (index.min() < 0 or index.max() >= prior.shape[0]):
-            bad = index[(index < 0) | (index >= prior.shape[0])][0].item()
-            raise ValueError(
-                f"prior_index {bad} is out of range: allowed are 0..{prior.shape[0] - 1}"
-            )
+        if DEBUG_CHECKS:
+            explain_bad_indices(index.new_zeros(0), k, 0, prior, index)
         return prior, index
     if prior.shape == (k,):
         return prior, None

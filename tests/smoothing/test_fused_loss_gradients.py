@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.autograd import gradcheck
+from torch.autograd import gradcheck, gradgradcheck
 
-from adaptls.smoothing import soft_target_cross_entropy
+from adaptls.smoothing import _fused, soft_target_cross_entropy
 
 N, K, M = 7, 5, 3
 REDUCTIONS = ("mean", "sum", "none")
@@ -139,21 +139,78 @@ def test_gradient_of_a_scaled_loss_is_scaled():
     torch.testing.assert_close(grads[1], grads[0] * -0.5)
 
 
-def test_double_backward_is_refused():
-    logits, targets, _, _ = inputs()
+# chunk sizes (elements) for the ``chunk_elements`` fixture that put these N x K = 35
+# inputs on the custom Function rather than the tiny path (<= that many elements): it
+# runs as one pass, or (where it needs a buffer: per-row priors) in chunks of 6 or 1 rows
+FUNCTION_CHUNKS = (N * K - 1, K)
+
+
+@pytest.mark.parametrize("chunk", FUNCTION_CHUNKS)
+@pytest.mark.parametrize("prior_kind", ["uniform", "table"])
+def test_double_backward_is_refused(chunk, prior_kind, chunk_elements):
+    # the custom Function (not tiny problems: see the next test) is differentiable once
+    logits, targets, table, index = inputs()
+    prior, prior_index = prior_kinds(table, index)[prior_kind]
     x = logits.requires_grad_()
     weight = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
-    loss = soft_target_cross_entropy(x, targets, 0.1) * weight
-    (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+    with chunk_elements(chunk):
+        loss = soft_target_cross_entropy(x, targets, 0.1, prior, prior_index=prior_index)
+        (grad,) = torch.autograd.grad(loss * weight, x, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         grad.sum().backward()
 
 
-def test_gradient_is_taken_as_the_logits_grad_without_a_copy():
-    logits, targets, _, _ = inputs(torch.float32)
-    x = logits.requires_grad_()
-    seen = []
-    loss = soft_target_cross_entropy(x, targets, 0.1)
-    loss.grad_fn.register_hook(lambda grad_inputs, _: seen.append(grad_inputs[0].data_ptr()))
-    loss.backward()
-    assert seen == [x.grad.data_ptr()]
+@pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
+def test_tiny_problems_are_differentiable_twice(prior_kind):
+    # tiny problems run as plain differentiable operations (a dense soft target), whose
+    # second derivative autograd provides
+    logits, targets, table, index = inputs()
+    prior, prior_index = prior_kinds(table, index)[prior_kind]
+    assert logits.numel() <= _fused._tiny_elements(logits.device)
+
+    def loss(x):
+        return soft_target_cross_entropy(x, targets, 0.3, prior, prior_index=prior_index)
+
+    assert gradgradcheck(loss, (logits.requires_grad_(),))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
+@pytest.mark.parametrize("eps_kind", ["zero", "float", "rows"])
+def test_tiny_whole_and_chunked_paths_agree(reduction, prior_kind, eps_kind, chunk_elements):
+    """The eager ways (dense target, one pass, chunks) give the same loss and gradient."""
+    logits, targets, table, index = inputs(torch.float32, seed=3)
+    prior, prior_index = prior_kinds(table.float(), index)[prior_kind]
+    eps = {"zero": 0.0, "float": 0.3, "rows": torch.linspace(0.0, 0.9, N)}[eps_kind]
+    prior_rows = prior is not None and prior.dim() == 2 and eps_kind != "zero"
+    results = []
+    for chunk in (None, *FUNCTION_CHUNKS):
+        x = logits.clone().requires_grad_()
+        with chunk_elements(chunk):
+            assert (x.numel() <= _fused._tiny_elements(x.device)) == (chunk is None)
+            rows = _fused._chunk_rows(N, K, x.device, prior_rows, False)
+            assert rows == ({N * K - 1: 6, K: 1}.get(chunk, N) if prior_rows else N)
+            loss = soft_target_cross_entropy(
+                x, targets, eps, prior, prior_index=prior_index, reduction=reduction
+            )
+            loss.backward(torch.linspace(0.5, 2.0, loss.numel()).reshape(loss.shape))
+        results.append((loss.detach(), x.grad))
+    for loss, grad in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(grad, results[0][1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("prior_kind", ["uniform", "table"])
+def test_gradient_is_taken_as_the_logits_grad_without_a_copy(prior_kind, chunk_elements):
+    logits, targets, table, index = inputs(torch.float32)
+    prior, prior_index = prior_kinds(table.float(), index)[prior_kind]
+    for chunk in FUNCTION_CHUNKS:  # the custom Function: one pass, or chunks
+        x = logits.clone().requires_grad_()
+        seen = []
+        with chunk_elements(chunk):
+            loss = soft_target_cross_entropy(x, targets, 0.1, prior, prior_index=prior_index)
+        loss.grad_fn.register_hook(
+            lambda grad_inputs, _, seen=seen: seen.append(grad_inputs[0].data_ptr())
+        )
+        loss.backward()
+        assert seen == [x.grad.data_ptr()]
