@@ -1,0 +1,172 @@
+"""The loss path makes no host read of tensor values (on a GPU, each one is a device sync).
+
+Forward and backward of every stateless strategy's loss, and of the function with every
+kind of epsilon and prior, run under a guard that fails on any operation that reads a
+tensor's values on the host: ``.item()``, ``bool()``/``int()``/``float()`` of a tensor,
+``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``,
+``torch.equal``, ``.tolist()``, ``.numpy()``. (A ``.cpu()`` copy is no read on a CPU
+tensor, so it cannot be caught here; the code has none.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from adaptls.smoothing import (
+    ClassFrequencySmoothing,
+    ConfidenceSmoothing,
+    FeedbackSmoothing,
+    NoSmoothing,
+    UniformSmoothing,
+    functional,
+    soft_target_cross_entropy,
+)
+
+aten = torch.ops.aten
+HOST_READS = {
+    aten._local_scalar_dense,  # .item(), bool(t), int(t), float(t)
+    aten.is_nonzero,
+    aten.item,
+    aten.nonzero,  # and boolean-mask indexing, which calls it
+    aten.nonzero_static,
+    aten.masked_select,
+    aten.equal,
+    aten.allclose,
+    aten._unique,
+    aten._unique2,
+    aten.unique_dim,
+    aten.unique_consecutive,
+}
+K = 10
+
+
+class HostReadError(AssertionError):
+    pass
+
+
+# indexing with a boolean mask reads the mask (its nonzero is taken inside the kernel)
+MASK_INDEXING = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
+
+
+class _NoHostReads(TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in HOST_READS or (
+            func.overloadpacket in MASK_INDEXING
+            and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1])
+        ):
+            raise HostReadError(f"host read of tensor values: {func}")
+        return func(*args, **(kwargs or {}))
+
+
+def _refuse(name):
+    def method(*args, **kwargs):
+        raise HostReadError(f"host read of tensor values: Tensor.{name}")
+
+    return method
+
+
+@contextlib.contextmanager
+def no_host_reads(monkeypatch):
+    """Fail on any host read of tensor values (tolist and numpy are not dispatched)."""
+    with monkeypatch.context() as m:
+        for name in ("tolist", "numpy", "__array__"):
+            m.setattr(torch.Tensor, name, _refuse(name))
+        with _NoHostReads():
+            yield
+
+
+def batch(n=24, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, K, generator=g).to(dtype)
+    targets = torch.randint(0, K, (n,), generator=g)
+    targets[::5] = -100
+    return logits, targets
+
+
+def strategies():
+    counts = [100 // (c + 1) for c in range(K)]
+    made = {
+        "none": NoSmoothing(),
+        "uniform": UniformSmoothing(0.1),
+        "confidence max_prob": ConfidenceSmoothing(signal="max_prob"),
+        "confidence target_prob": ConfidenceSmoothing(signal="target_prob"),
+        "confidence entropy": ConfidenceSmoothing(signal="entropy"),
+        "class_frequency": ClassFrequencySmoothing(),
+        "feedback": FeedbackSmoothing(),
+        "feedback per class": FeedbackSmoothing(per_class=True),
+    }
+    for strategy in made.values():
+        strategy.setup(num_classes=K, class_counts=counts)
+    return made
+
+
+def test_the_guard_catches_host_reads(monkeypatch):
+    t = torch.tensor([1.0, 0.0])
+    for read in (
+        lambda: t.sum().item(),
+        lambda: bool(t.any()),
+        lambda: float(t[0]),
+        lambda: t[t > 0],
+        lambda: t.nonzero(),
+        lambda: t.tolist(),
+        lambda: t.numpy(),
+        lambda: torch.equal(t, t),
+    ):
+        with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+            read()
+
+
+def test_debug_checks_are_where_the_host_reads_are(monkeypatch):
+    # DEBUG_CHECKS trades a host read per call for up-front errors
+    logits, targets = batch()
+    monkeypatch.setattr(functional, "DEBUG_CHECKS", True)
+    with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+        soft_target_cross_entropy(logits, targets, 0.1)
+
+
+@pytest.mark.parametrize("name", list(strategies()))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("n", [24, 4096])  # tiny path, one whole pass
+def test_strategy_loss_forward_and_backward_read_no_values(name, reduction, n, monkeypatch):
+    strategy = strategies()[name]  # training mode: its bookkeeping runs too
+    logits, targets = batch(n)
+    x = logits.requires_grad_()
+    with no_host_reads(monkeypatch):
+        loss = strategy(x, targets, reduction)
+        loss.backward(torch.ones_like(loss))
+        strategy.log_values()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
+@pytest.mark.parametrize("eps_kind", ["zero", "float", "0-d", "rows"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk", [None, 64])  # default sizes; small chunks
+def test_function_reads_no_values(prior_kind, eps_kind, dtype, chunk, monkeypatch, chunk_elements):
+    logits, targets = batch(64, seed=1, dtype=dtype)
+    g = torch.Generator().manual_seed(2)
+    table = torch.softmax(torch.randn(3, K, generator=g), -1)
+    prior, prior_index = {
+        "uniform": (None, None),
+        "shared": (table[0], None),
+        "rows": (table[targets.clamp(min=0) % 3], None),
+        "table": (table, targets.clamp(min=0) % 3),
+    }[prior_kind]
+    eps = {
+        "zero": 0.0,
+        "float": 0.2,
+        "0-d": torch.tensor(0.2),
+        "rows": torch.rand(64, generator=g) * 0.3,
+    }[eps_kind]
+    for requires_grad in (True, False):
+        x = logits.clone().requires_grad_(requires_grad)
+        with chunk_elements(chunk), no_host_reads(monkeypatch):
+            loss = soft_target_cross_entropy(x, targets, eps, prior, prior_index=prior_index)
+            if requires_grad:
+                loss.backward(retain_graph=True)
+                loss.backward()  # a second backward recomputes the gradient
+        assert torch.isfinite(loss)
