@@ -18,14 +18,14 @@ any of them):
 
 - **tiny problems** (:func:`_tiny_loss`): plain differentiable operations with a dense
   soft target, where per-call overhead is the whole cost;
-- **one pass over the whole tensor** (:class:`_SoftTargetCrossEntropy`): a custom
-  autograd Function whose forward computes the loss and the gradient in about ten
-  operations and whose backward only scales the gradient;
-- **chunks of rows**, the same Function, where a pass needs an N x K buffer besides the
-  gradient (per-row priors, float16/bfloat16 logits, a loss without gradient), so that
-  buffer stays a fraction of the logits;
-- **plain differentiable operations** while ``torch.compile`` traces the call
-  (:func:`_traced_loss`), which the compiler fuses itself (no graph break).
+- **one pass over the whole tensor** (:class:`_SoftTargetCrossEntropy`) for mid-sized
+  problems: a custom autograd Function whose forward computes the loss and the gradient
+  in about a dozen operations and whose backward only scales the gradient;
+- **chunks of rows**, the same Function, for large problems (every pass over a chunk runs
+  while it is in cache) and wherever a pass needs a buffer besides the gradient (per-row
+  priors, float16/bfloat16 logits, a loss without gradient), so that buffer stays small;
+- **a Function written for the compiler** while ``torch.compile`` traces the call
+  (:class:`_TracedSoftTargetCrossEntropy`): no graph break, one fused pass each way.
 
 Validity of the values (targets in ``[0, K)`` or ``ignore_index``, ``prior_index`` in
 range) is not checked up front, as that needs a host read of the values (a device sync on
@@ -44,46 +44,47 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 # ---------------------------------------------------------------------------- sizes
-# Measured on a 2-core EPYC (512 KiB L2 per core, 16 MiB L3) shared with other jobs, fp32
-# forward + backward of uniform smoothing over F.cross_entropy(label_smoothing=0.1):
+# Measured on a 2-core EPYC (512 KiB L2 per core, 16 MiB L3) shared with other jobs: fp32
+# forward + backward of uniform smoothing over F.cross_entropy(label_smoothing=0.1), the
+# ways side by side in one process (PyTorch's own time varies by up to 2x between runs,
+# so compare within a row):
 #
-#   1 thread, CPU time       tiny   one pass  chunks of 256 Ki elements
-#   128 x 10                 0.93x  0.97x     0.98x
-#   1024 x 10                0.92x  0.94x     0.95x
-#   256 x 100                0.94x  0.98x     1.32x
-#   4096 x 100               0.52x  0.40x     0.63x
-#   65536 x 10               0.65x  0.56x     0.64x
-#   1024 x 1000              1.00x  0.67x     0.86x
-#   8192 x 1000              0.54x  0.44x     0.45x
-#   1024 x 32000                    0.52x     0.54x
-#   2 threads, process CPU time
-#   8192 x 1000                     0.52x     1.51x
-#   1024 x 32000                    0.52x     3.01x
-#
-# One pass over the whole tensor never loses to cache-sized chunks with one thread (the
-# passes are compute-bound there), and with two threads on a loaded machine chunks cost
-# 3-6x more CPU: every operation ends with a barrier across the threads, and many small
-# operations mean many barriers, each spun on while the other thread is descheduled. One
-# pass needs no more memory (the log-softmax is written into the gradient), so it is the
-# default at every size; chunks are for the cases that need a buffer.
+#   one thread, CPU time   tiny   one pass  chunks of 256 Ki elements
+#   128 x 10               0.86x  1.12x     1.14x
+#   1024 x 10              0.88x  1.06x     1.08x
+#   256 x 100              0.92x  1.06x     1.06x
+#   4096 x 100             0.53x  0.34x     0.35x
+#   65536 x 10             0.70x  0.57x     0.58x
+#   1024 x 1000            0.57x  0.25x     0.28x
+#   8192 x 1000            0.55x  0.44x     0.34x
+#   1024 x 32000           1.02x  0.51x     0.46x
+#   two threads, wall time
+#   8192 x 1000                   0.53x     0.41x
+#   1024 x 32000                  0.53x     0.49x
 #
 # CPU: problems of at most this many logits run as the tiny path (32 Ki elements; the
 # name is older than that path: tests shrink both constants together to cross chunk
 # boundaries). Where the arithmetic is negligible, a dozen plain operations and autograd's
-# own backward cost less than the custom Function's forward and Python backward (see the
-# table); from 4096 x 100 on the dense target's passes cost more than that saves.
+# own backward in C++ cost less than the custom Function's forward and Python backward.
 _MIN_CHUNK_ELEMENTS = 1 << 15
-# CPU: a pass that needs a buffer (prior rows, float32 work rows) takes chunks of at least
-# this many elements (1 MiB of float32: a core's L2 share) and at most 1/_MAX_CHUNKS of
-# the problem, so the buffer is at most max(1 MiB, L / 16) and there are at most 16 chunks
-# (each one a round of barriers; see above). Problems up to one chunk run in one pass.
+# CPU, elements per chunk of rows and per intra-op thread (1 MiB of float32, about a
+# core's L2 share): the passes over a chunk run while it is in cache, so only the first
+# read of the logits and the write of the gradient go to memory. More threads get
+# proportionally bigger chunks: every operation ends with a barrier across the threads
+# (on a loaded machine, a thread waits there for the other to be scheduled again; under
+# a load of 6-7 on the 2 cores, 128 small chunks cost several times more than 16 big
+# ones). Passes that need a buffer besides the gradient (prior rows, float32 work rows)
+# take chunks from this size on, so that buffer stays at one chunk.
 _CHUNK_ELEMENTS = 1 << 18
-_MAX_CHUNKS = 16
+# CPU: passes that need no buffer run as one pass over the whole tensor up to this many
+# chunks (1 Mi elements: logits and gradient, 8 MiB, stay in the 16 MiB L3): fewest
+# operations, no per-chunk overhead; chunks win from a few Mi elements on (see above).
+_WHOLE_CHUNKS = 4
 # CUDA: every operation is a kernel launch (~5 us), so the tiny path (fewer launches in
 # the backward) is taken up to 64 Ki elements (256 KiB, read in < 0.1 us at 4 TB/s: still
-# launch-bound), and chunks that need a buffer are large: 8 Mi elements (32 MiB of
-# float32, within an H100/H200's 50-60 MiB L2, ~20 us per pass, well above the launch
-# cost), with the same 1/16 bound.
+# launch-bound), and chunks are large: 8 Mi elements (32 MiB of float32, within an
+# H100/H200's 50-60 MiB L2, ~20 us per pass, well above the launch cost); problems up to
+# one chunk run as one pass.
 _CUDA_MIN_CHUNK_ELEMENTS = 1 << 16
 _CUDA_CHUNK_ELEMENTS = 1 << 23
 
@@ -97,14 +98,16 @@ def _chunk_rows(n: int, k: int, device: torch.device, prior_rows: bool, cast: bo
     """Rows per chunk (``n``: one pass over the whole tensor).
 
     ``prior_rows``: per-row priors (a buffer of prior rows per chunk); ``cast``: logits of
-    another dtype than the compute dtype, or no gradient to write the log-softmax into (a
-    work buffer per chunk). Without either, always one pass."""
-    size = n * k
-    chunk = _CHUNK_ELEMENTS if device.type == "cpu" else _CUDA_CHUNK_ELEMENTS
-    if not (prior_rows or cast) or size <= chunk:
+    another dtype than the compute dtype, or no gradient to write the exponentials into (a
+    work buffer per chunk)."""
+    if device.type == "cpu":
+        chunk = _CHUNK_ELEMENTS * torch.get_num_threads()
+        whole = chunk if prior_rows or cast else max(chunk, _WHOLE_CHUNKS * _CHUNK_ELEMENTS)
+    else:
+        chunk = whole = _CUDA_CHUNK_ELEMENTS
+    if n * k <= whole:
         return max(n, 1)
-    elements = max(chunk, -(-size // _MAX_CHUNKS))
-    return max(1, elements // max(k, 1))
+    return max(1, chunk // max(k, 1))
 
 
 # ---------------------------------------------------------------------------- entry
@@ -125,7 +128,7 @@ def fused_soft_target_cross_entropy(
     their inputs once and call this directly. Makes no host read of tensor values.
     """
     cdt = _compute_dtype(logits.dtype)
-    if isinstance(epsilon, float | int) and not isinstance(epsilon, bool):
+    if type(epsilon) is float or (isinstance(epsilon, int) and not isinstance(epsilon, bool)):
         eps: float | Tensor = float(epsilon)
         if eps == 0.0:
             prior = prior_index = None  # the prior has no weight: skip reading it
@@ -140,9 +143,13 @@ def fused_soft_target_cross_entropy(
         if prior.dim() == 1 or prior_index is not None:  # small: cast once, not per chunk
             prior = prior.to(cdt)
     if torch.compiler.is_compiling():
-        return _traced_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction)
+        return _TracedSoftTargetCrossEntropy.apply(
+            logits, targets, eps, prior, prior_index, ignore_index, reduction
+        )
     needs_grad = logits.requires_grad and torch.is_grad_enabled()
-    if needs_grad and logits.numel() <= _tiny_elements(logits.device):
+    if needs_grad and logits.numel() <= (
+        _MIN_CHUNK_ELEMENTS if logits.is_cpu else _CUDA_MIN_CHUNK_ELEMENTS
+    ):  # as _tiny_elements, inlined: this runs on every call
         try:
             return _tiny_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction)
         except (RuntimeError, IndexError) as err:
@@ -192,15 +199,16 @@ def explain_bad_indices(
 class _SoftTargetCrossEntropy(torch.autograd.Function):
     """The reduced loss; nothing N x K is kept but the gradient itself.
 
-    float32/float64 logits that need a gradient: the forward computes the gradient rows
-    ``softmax - t`` too, in the same pass, and the backward scales them in
-    place by the incoming gradient times the row weights (1 / rows counted for "mean", 0
-    on ignored rows: device-side, no host read) and hands them out. float16/bfloat16
-    logits: the forward computes the loss only and the backward recomputes the gradient
-    in float32, applying the incoming gradient (e.g. a loss scale) before rounding to the
-    logits' dtype, so small gradients do not underflow. A second backward through the same
-    graph (``retain_graph=True``) recomputes too, with the same arithmetic, so it gives
-    the same gradient bit for bit. Differentiable once.
+    float32/float64 logits that need a gradient: the forward computes the gradient too, in
+    the same passes (as ``e^z - s t`` with z = x - max x and s = sum e^z per row, one
+    exponential per logit), and the backward scales it in place by the incoming gradient
+    times w / s (w: the row weights, 1 / rows counted for "mean", 0 on ignored rows: all on
+    the device, no host read) and hands it out. float16/bfloat16 logits: the forward
+    computes the loss only and the backward recomputes the gradient in float32, applying
+    the incoming gradient (e.g. a loss scale) before rounding to the logits' dtype, so
+    small gradients do not underflow. A second backward through the same graph
+    (``retain_graph=True``) recomputes too, with the same arithmetic, so it gives the same
+    gradient bit for bit. Differentiable once.
     """
 
     @staticmethod
@@ -218,14 +226,14 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
             w = keep.to(cdt)
         eager = needs_grad and logits.dtype == cdt
         plan = _Plan(logits, yc, eps, prior, prior_index, cdt, eager)
-        rows, grad = plan.forward(eager)  # the loss of every row, ignored ones too
+        rows, grad, sums = plan.forward(eager)  # the loss of every row, ignored ones too
         out = rows.mul_(w) if reduction == "none" else torch.dot(rows, w)
         if needs_grad:
             ctx.save_for_backward(logits)
             plan.logits = None  # the saved tensor is used instead (version-checked)
             # Not saved tensors: the backward hands the gradient out and lets go of it, so
             # autograd can take it as the logits' .grad without a copy.
-            ctx.grad, ctx.w, ctx.plan = grad, w, plan
+            ctx.grad, ctx.sums, ctx.w, ctx.plan = grad, sums, w, plan
         return out
 
     @staticmethod
@@ -236,11 +244,12 @@ class _SoftTargetCrossEntropy(torch.autograd.Function):
 
 
 def _backward(ctx, grad_output):
-    weight = (ctx.w * grad_output).unsqueeze(1)  # (N, 1), on the device
+    weight = ctx.w * grad_output  # (N,), on the device
     grad = ctx.grad
     if grad is not None:
         ctx.grad = None  # handed out once; a further backward recomputes
-        return grad.mul_(weight), None, None, None, None, None, None, None
+        grad.mul_(weight.div_(ctx.sums).unsqueeze(1))
+        return grad, None, None, None, None, None, None, None
     plan = ctx.plan
     plan.logits = ctx.saved_tensors[0]
     grad = plan.gradient(weight)
@@ -262,7 +271,7 @@ class _Plan:
     passes need a work buffer: chunks).
     """
 
-    __slots__ = ("cdt", "eps", "index", "logits", "prior_rows", "step", "u", "yc")
+    __slots__ = ("buffer", "cdt", "eps", "index", "logits", "prior_rows", "step", "u", "yc")
 
     def __init__(self, logits, yc, eps, prior, prior_index, cdt, direct: bool) -> None:
         n, k = logits.shape
@@ -275,95 +284,123 @@ class _Plan:
             self.u = prior
         self.prior_rows = self.u is not None and self.u.dim() == 2
         self.step = _chunk_rows(n, k, logits.device, self.prior_rows, not direct)
+        self.buffer: Tensor | None = None
 
-    def forward(self, grad: bool) -> tuple[Tensor, Tensor | None]:
-        """The loss of every row (ignored ones too) and, with ``grad``, the gradient rows
-        softmax - t (unscaled) in one (N, K) tensor of the compute dtype."""
+    def forward(self, grad: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The loss of every row (ignored ones too) and, with ``grad``, the gradient's
+        numerator e^z - s t in one (N, K) tensor of the compute dtype, and s."""
         logits, yc, eps, cdt, step = self.logits, self.yc, self.eps, self.cdt, self.step
         n, k = logits.shape
         if step >= n:  # one pass over the whole tensor
-            rows, g = _pass(logits, yc, eps, self._prior(0, n), None, cdt, grad, True)
-            return rows, (g if grad else None)
+            u = self._prior(0, n)
+            rows, g, s = _pass(logits, yc, eps, u, None, cdt, True)
+            if not grad:
+                return rows, None, None
+            return rows, _numerator(g, yc, eps, u, s), s
         rows = torch.empty(n, dtype=cdt, device=logits.device)
         if grad:
             out = torch.empty((n, k), dtype=cdt, device=logits.device)
+            sums = torch.empty(n, dtype=cdt, device=logits.device)
         else:
             work = torch.empty((step, k), dtype=cdt, device=logits.device)
-        for s in range(0, n, step):
-            e = min(s + step, n)
-            g = out[s:e] if grad else work[: e - s]
-            e_s = eps if type(eps) is float else eps[s:e]
-            rows[s:e] = _pass(logits[s:e], yc[s:e], e_s, self._prior(s, e), g, cdt, grad, True)[0]
-        return rows, (out if grad else None)
+        for i in range(0, n, step):
+            e = min(i + step, n)
+            g = out[i:e] if grad else work[: e - i]
+            e_i = eps if type(eps) is float else eps[i:e]
+            u = self._prior(i, e)
+            rows[i:e], g, s = _pass(logits[i:e], yc[i:e], e_i, u, g, cdt, True)
+            if grad:
+                sums[i:e] = s
+                _numerator(g, yc[i:e], e_i, u, s)
+        return (rows, out, sums) if grad else (rows, None, None)
 
     def gradient(self, weight: Tensor) -> Tensor:
-        """The gradient, recomputed: (softmax - t) * ``weight`` ((N, 1)), in the logits'
-        dtype, with the same arithmetic as the forward's gradient scaled afterwards."""
+        """The gradient, recomputed: (e^z - s t) * ``weight`` / s, in the logits' dtype,
+        with the same arithmetic as the forward's gradient scaled in the backward."""
         logits, yc, eps, cdt, step = self.logits, self.yc, self.eps, self.cdt, self.step
         n, k = logits.shape
         direct = logits.dtype == cdt
         if step >= n:
-            g = _pass(logits, yc, eps, self._prior(0, n), None, cdt, True, False)[1]
-            g.mul_(weight)
+            u = self._prior(0, n)
+            _, g, s = _pass(logits, yc, eps, u, None, cdt, False)
+            _numerator(g, yc, eps, u, s).mul_(weight.div_(s).unsqueeze(1))
             return g if direct else g.to(logits.dtype)
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         work = None if direct else torch.empty((step, k), dtype=cdt, device=logits.device)
-        for s in range(0, n, step):
-            e = min(s + step, n)
-            e_s = eps if type(eps) is float else eps[s:e]
-            g = grad[s:e] if direct else work[: e - s]
-            _pass(logits[s:e], yc[s:e], e_s, self._prior(s, e), g, cdt, True, False)
-            g.mul_(weight[s:e])
+        for i in range(0, n, step):
+            e = min(i + step, n)
+            e_i = eps if type(eps) is float else eps[i:e]
+            u = self._prior(i, e)
+            g = grad[i:e] if direct else work[: e - i]
+            _, g, s = _pass(logits[i:e], yc[i:e], e_i, u, g, cdt, False)
+            _numerator(g, yc[i:e], e_i, u, s).mul_(weight[i:e].div(s).unsqueeze(1))
             if not direct:
-                grad[s:e] = g
+                grad[i:e] = g
         return grad
 
     def _prior(self, s: int, e: int) -> Tensor | None:
-        """The prior for rows s..e: the (K,) vector, or their rows in the compute dtype."""
+        """The prior for rows s..e: the (K,) vector, or their rows in the compute dtype
+        (gathered or cast into one reused buffer)."""
         u = self.u
         if not self.prior_rows:
             return u
-        if self.index is not None:
-            return torch.index_select(u, 0, self.index[s:e])
-        u = u[s:e]
-        return u if u.dtype == self.cdt else u.to(self.cdt)
+        if self.index is None and u.dtype == self.cdt:
+            return u[s:e]
+        if self.buffer is None or self.buffer.shape[0] < e - s:
+            self.buffer = torch.empty((e - s, u.shape[1]), dtype=self.cdt, device=u.device)
+        buffer = self.buffer[: e - s]
+        if self.index is None:
+            return buffer.copy_(u[s:e])
+        return torch.index_select(u, 0, self.index[s:e], out=buffer)
 
 
-def _pass(x, yc, eps, u, g, cdt, grad: bool, loss: bool) -> tuple[Tensor | None, Tensor]:
-    """One pass over rows x: (their loss if ``loss``, log-softmax or, with ``grad``,
-    softmax - t), written into ``g`` (allocated when None).
+def _pass(x, yc, eps, u, g, cdt, loss: bool) -> tuple[Tensor | None, Tensor, Tensor]:
+    """One pass over rows x: their loss (if ``loss``), e^z with z = x - max x (in ``g``,
+    allocated when None) and s = sum e^z per row.
 
-    About ten tensor operations: log-softmax, a gather, one matrix-vector product (or row
-    dot products), and for the gradient exp, the prior's share and a scatter of the
-    target's share.
+    loss_i = log s_i - (1 - e_i) z_iy - e_i <u_i, z_i> (as accurate as a log-softmax);
+    one exponential per logit, the costly part of every pass (the log-softmax and the
+    softmax each take one).
     """
-    if g is None:
-        g = torch.log_softmax(x, 1) if x.dtype == cdt else torch.log_softmax(x, 1, dtype=cdt)
-    else:
-        torch.log_softmax(x, 1, dtype=cdt, out=g)
+    m = x.amax(1, keepdim=True)  # exact in the logits' dtype; the subtraction promotes
+    if m.dtype != cdt:
+        m = m.to(cdt)
+    g = torch.sub(x, m) if g is None else torch.sub(x, m, out=g)
     rows = None
     if loss:
-        a = g.gather(1, yc).squeeze(1)  # log-softmax at the target
+        zy = g.gather(1, yc).squeeze(1)  # z at the target
         if u is None:
-            rows = a.neg_()
-        elif type(eps) is float and u.dim() == 1:  # -(1 - e) a - e <u, l>: one operation
-            rows = torch.addmv(a, g, u, beta=eps - 1.0, alpha=-eps)
+            rows = zy.neg_()
+        elif type(eps) is float and u.dim() == 1:  # -(1 - e) z_y - e <u, z>: one operation
+            rows = torch.addmv(zy, g, u, beta=eps - 1.0, alpha=-eps)
         else:
             b = g @ u if u.dim() == 1 else torch.linalg.vecdot(g, u)
-            rows = torch.lerp(a, b, eps).neg_()
-    if grad:
-        g.exp_()
-        if type(eps) is float:
-            if u is not None:
-                g.sub_(u, alpha=eps)
-            g.scatter_(1, yc, eps - 1.0, reduce="add")
+            rows = torch.lerp(zy, b, eps).neg_()
+    g.exp_()
+    s = g.sum(1)
+    if loss:
+        rows.add_(s.log())
+    return rows, g, s
+
+
+def _numerator(g, yc, eps, u, s) -> Tensor:
+    """e^z (in ``g``) minus s t, in place: the gradient softmax - t times s."""
+    if u is None:
+        g.scatter_add_(1, yc, s.neg().unsqueeze(1))
+    elif type(eps) is float:
+        if u.dim() == 1:
+            g.addr_(s, u, alpha=-eps)
         else:
-            if u.dim() == 1:
-                g.addr_(eps, u, alpha=-1.0)
-            else:
-                g.addcmul_(u, eps.unsqueeze(1), value=-1.0)
-            g.scatter_add_(1, yc, (eps - 1.0).unsqueeze(1))
-    return rows, g
+            g.addcmul_(u, s.unsqueeze(1), value=-eps)
+        g.scatter_add_(1, yc, s.mul(eps - 1.0).unsqueeze(1))
+    else:
+        se = s * eps
+        if u.dim() == 1:
+            g.addr_(se, u, alpha=-1.0)
+        else:
+            g.addcmul_(u, se.unsqueeze(1), value=-1.0)
+        g.scatter_add_(1, yc, (se - s).unsqueeze(1))
+    return g
 
 
 @functools.lru_cache(maxsize=64)
@@ -386,65 +423,105 @@ def _tiny_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction
     """
     n, k = logits.shape
     cdt = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    with torch.no_grad():
-        keep = targets != ignore_index
-        yc = (targets * keep).unsqueeze(1)  # ignored rows read class 0; their weight is 0
-        if reduction == "mean":  # -1 / (rows counted), 0 where ignored
-            count = keep.sum().clamp_(min=1).neg_()
-            if cdt == torch.get_default_dtype():
-                w = torch.div(keep, count)
-            else:
-                w = keep.to(cdt).div_(count)
+    # no torch.no_grad() needed: nothing here requires a gradient (targets, detached
+    # epsilon and prior), and entering it costs as much as an operation
+    keep = targets != ignore_index
+    yc = (targets * keep).unsqueeze(1)  # ignored rows read class 0; their weight is 0
+    if reduction == "mean":  # -1 / (rows counted), 0 where ignored
+        count = keep.sum().clamp_(min=1).neg_()
+        if cdt == torch.get_default_dtype():
+            w = torch.div(keep, count)
         else:
-            w = keep.to(cdt).neg_()
-        if type(eps) is float and eps == 0.0:
-            t = torch.zeros((n, k), dtype=cdt, device=logits.device)
-            t.scatter_(1, yc, w.unsqueeze(1))
+            w = keep.to(cdt).div_(count)
+    else:
+        w = keep.to(cdt).neg_()
+    if type(eps) is float and eps == 0.0:
+        t = torch.zeros((n, k), dtype=cdt, device=logits.device)
+        t.scatter_(1, yc, w.unsqueeze(1))
+    else:
+        if prior is None:
+            u = _uniform(k, cdt, logits.device)
+        elif prior_index is not None:
+            u = prior[prior_index]
         else:
-            if prior is None:
-                u = _uniform(k, cdt, logits.device)
-            elif prior_index is not None:
-                u = prior[prior_index]
-            else:
-                u = prior if prior.dtype == cdt else prior.to(cdt)
-            we = w * eps
-            t = torch.outer(we, u) if u.dim() == 1 else u * we.unsqueeze(1)
-            t.scatter_add_(1, yc, (w - we).unsqueeze(1))
-    lsm = (
-        torch.log_softmax(logits, 1)
-        if logits.dtype == cdt
-        else (torch.log_softmax(logits, 1, dtype=cdt))
-    )
+            u = prior if prior.dtype == cdt else prior.to(cdt)
+        we = w * eps
+        t = torch.outer(we, u) if u.dim() == 1 else u * we.unsqueeze(1)
+        t.scatter_add_(1, yc, (w - we).unsqueeze(1))
+    if logits.dtype == cdt:
+        lsm = torch.log_softmax(logits, 1)
+    else:
+        lsm = torch.log_softmax(logits, 1, dtype=cdt)
     if reduction == "none":
         return (lsm * t).sum(1)
     return torch.dot(lsm.view(-1), t.view(-1))
 
 
 # ---------------------------------------------------------------------------- compiled
-def _traced_loss(logits, targets, eps, prior, prior_index, ignore_index, reduction):
-    """The loss in plain differentiable operations, for ``torch.compile`` to fuse (its
-    backward is derived by the compiler). Same formula and reduction as the eager kernel."""
-    cdt = _compute_dtype(logits.dtype)
-    keep = targets != ignore_index
-    yc = torch.where(keep, targets, 0).unsqueeze(1)
-    lsm = torch.log_softmax(logits, 1, dtype=cdt)
-    rows = lsm.gather(1, yc).squeeze(1)
-    if not (isinstance(eps, float) and eps == 0.0):
-        if prior is None:
-            smooth = lsm.mean(1)
-        elif prior.dim() == 1:
-            smooth = lsm @ prior
+class _TracedSoftTargetCrossEntropy(torch.autograd.Function):
+    """The loss for ``torch.compile`` to trace (no graph break; no chunk loop to unroll).
+
+    Written for the compiler's fusion: the forward is row reductions over the logits (max,
+    sum of exponentials, the target's logit, the prior's mean) and saves only the logits
+    and one number per row (the log-sum-exp); the backward is one elementwise expression,
+    (e^(x - lse) - t) * w * grad, with the one-hot part of t as a comparison with the class
+    index, so both compile to a single pass each (three reads or writes of N x K in all).
+    The derived backward of the same loss in plain operations costs more (a scatter for
+    the gather, a second reduction), as does PyTorch's own label smoothing (measured on CPU,
+    fp32, compiled: 0.86x at 1024 x 32000, 1.04x at 8192 x 1000, vs 1.07-1.26x for the
+    loss written in plain operations).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, eps, prior, prior_index, ignore_index, reduction):
+        cdt = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        x = logits if logits.dtype == cdt else logits.to(cdt)
+        keep = targets != ignore_index
+        yc = torch.where(keep, targets, 0).unsqueeze(1)
+        m = x.amax(1, keepdim=True)
+        lse = (x - m).exp().sum(1, keepdim=True).log() + m
+        xy = x.gather(1, yc).squeeze(1)
+        rows = lse.squeeze(1) - xy
+        smoothed = not (type(eps) is float and eps == 0.0)
+        if smoothed:
+            if prior is None:
+                mean = x.mean(1)
+            else:
+                u = prior if prior_index is None else prior[prior_index]
+                mean = (x * u.to(cdt)).sum(1)
+            rows = rows + eps * (xy - mean)
+        w = keep.to(cdt)
+        if reduction == "mean":
+            w = w / keep.sum().clamp(min=1)
+        ctx.save_for_backward(logits, lse, yc, w, *_tensors(eps, prior, prior_index))
+        ctx.eps = eps if type(eps) is float else None
+        ctx.smoothed, ctx.has_prior, ctx.has_index = (
+            smoothed,
+            prior is not None,
+            (prior_index is not None),
+        )
+        return rows * w if reduction == "none" else (rows * w).sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        logits, lse, yc, w, *rest = ctx.saved_tensors
+        cdt = lse.dtype
+        eps = ctx.eps if ctx.eps is not None else rest.pop(0).unsqueeze(1)
+        prior = rest.pop(0) if ctx.has_prior else None
+        prior_index = rest.pop(0) if ctx.has_index else None
+        x = logits if logits.dtype == cdt else logits.to(cdt)
+        k = x.shape[1]
+        onehot = torch.arange(k, device=x.device) == yc
+        if not ctx.smoothed:
+            t = onehot.to(cdt)
+        elif prior is None:
+            t = torch.where(onehot, 1.0 - eps + eps / k, eps / k)
         else:
-            u = prior[prior_index] if prior_index is not None else prior
-            smooth = (lsm * u.to(cdt)).sum(1)
-        rows = torch.lerp(rows, smooth, eps)
-    rows = torch.where(keep, -rows, 0.0)
-    if reduction == "none":
-        return rows
-    total = rows.sum()
-    if reduction == "mean":
-        total = total / keep.sum().clamp(min=1)
-    return total
+            u = prior if prior_index is None else prior[prior_index]
+            t = torch.where(onehot, 1.0 - eps, 0.0) + eps * u.to(cdt)
+        grad = (torch.exp(x - lse) - t) * (w * grad_output).unsqueeze(1)
+        return grad.to(logits.dtype), None, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -469,3 +546,7 @@ def _all_ones(grad_output: Tensor) -> bool:
     if grad_output.dim() == 0:
         return grad_output.item() == 1.0
     return bool((grad_output == 1.0).all())
+
+
+def _tensors(*values) -> list[Tensor]:
+    return [t for t in values if torch.is_tensor(t)]

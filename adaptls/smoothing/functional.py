@@ -154,6 +154,21 @@ def check_inputs(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Te
     """Check float logits (..., K) against integer targets (...); returns them flattened to
     (N, K) and (N,) int64. Shapes and dtypes only (no host sync); with :data:`DEBUG_CHECKS`
     also that the targets are in [0, K) or ignore_index."""
+    # every call of every training step comes here: the common case first, and no copies
+    # or views that are not needed
+    if (
+        type(logits) is Tensor
+        and type(targets) is Tensor
+        and logits.dim() == 2
+        and targets.dtype == torch.int64
+        and targets.dim() == 1
+        and logits.shape[0] == targets.shape[0]
+        and logits.shape[1] >= 1
+        and logits.is_floating_point()
+    ):
+        if DEBUG_CHECKS:
+            _check_target_range(targets, logits.shape[1], ignore_index)
+        return logits, targets
     if not torch.is_tensor(logits) or not logits.is_floating_point():
         raise TypeError(
             f"logits must be a floating-point tensor, got "
@@ -170,7 +185,6 @@ def check_inputs(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Te
             f"{tuple(logits.shape)} and targets {tuple(targets.shape)}"
         )
     k = logits.shape[-1]
-    # every call of every training step comes here: no copies or views that are not needed
     y = targets if targets.dim() == 1 else targets.reshape(-1)
     if y.dtype != torch.int64:
         y = y.long()
@@ -200,6 +214,8 @@ def check_soft_target(
 
 def _check_epsilon(epsilon: float | Tensor, target_shape: torch.Size) -> None:
     """epsilon must be a number in [0, 1], a floating 0-d tensor, or one value per target."""
+    if type(epsilon) is float and 0.0 <= epsilon <= 1.0:
+        return
     if torch.is_tensor(epsilon):
         if not epsilon.is_floating_point():
             raise TypeError(f"epsilon must be a floating-point tensor, got {epsilon.dtype}")
