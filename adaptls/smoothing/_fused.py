@@ -1,17 +1,18 @@
 r"""The fused kernel behind :func:`~adaptls.smoothing.soft_target_cross_entropy`.
 
-Row by row, with the log-softmax :math:`l_i = x_i - \mathrm{logsumexp}(x_i)` and the soft
-target :math:`t_i = (1 - \varepsilon_i)\,\mathrm{onehot}(y_i) + \varepsilon_i u_i`,
+Row by row, with :math:`z_i = x_i - \max_k x_{ik}`, :math:`s_i = \sum_k e^{z_{ik}}` and the
+soft target :math:`t_i = (1 - \varepsilon_i)\,\mathrm{onehot}(y_i) + \varepsilon_i u_i`,
 
 .. math::
-    \ell_i = -\langle t_i, l_i \rangle
-           = -(1 - \varepsilon_i)\, l_{iy_i} - \varepsilon_i \langle u_i, l_i \rangle,
+    \ell_i = \log s_i - (1 - \varepsilon_i)\, z_{iy_i} - \varepsilon_i \langle u_i, z_i \rangle,
     \qquad
-    \frac{\partial \ell_i}{\partial x_i} = e^{l_i} - t_i ,
+    \frac{\partial \ell_i}{\partial x_i} = \frac{e^{z_i}}{s_i} - t_i ,
 
-as accurate as a log-softmax. The log-softmax is written into the gradient's own memory
-and turned into the gradient in place, so the only N x K tensor allocated is the gradient
-itself (plus, for per-row priors, chunks of prior rows).
+the same loss as :math:`-\langle t_i, \log\mathrm{softmax}(x_i) \rangle` and as accurate
+as a log-softmax, with one exponential per logit. The exponentials are written into the
+gradient's own memory and turned into :math:`e^{z_i} - s_i t_i` in place (the backward
+divides by :math:`s_i`), so the only N x K tensor allocated is the gradient itself (plus,
+for per-row priors or other dtypes than float32/float64, a buffer of one chunk).
 
 Four ways to run, chosen per call from shapes and dtypes (no host read of tensor values in
 any of them):
@@ -67,20 +68,26 @@ from torch.autograd.function import once_differentiable
 # boundaries). Where the arithmetic is negligible, a dozen plain operations and autograd's
 # own backward in C++ cost less than the custom Function's forward and Python backward.
 _MIN_CHUNK_ELEMENTS = 1 << 15
-# CPU, elements per chunk of rows and per intra-op thread (1 MiB of float32, about a
-# core's L2 share): the passes over a chunk run while it is in cache, so only the first
-# read of the logits and the write of the gradient go to memory. More threads get
-# proportionally bigger chunks: every operation ends with a barrier across the threads
-# (on a loaded machine, a thread waits there for the other to be scheduled again; under
-# a load of 6-7 on the 2 cores, 128 small chunks cost several times more than 16 big
-# ones). Passes that need a buffer besides the gradient (prior rows, float32 work rows)
-# take chunks of at most this size and 1/16 of the logits (down to 1/4 of this size), so
-# the buffer adds at most max(L / 16, 256 KiB) to the peak (per-row priors from a table
-# at 4096 x 100: 0.76x PyTorch's time with 64 Ki-element chunks, 1.16x with 16 chunks).
+# CPU with one intra-op thread: chunks of rows of this many elements (1 MiB of float32,
+# about a core's L2 share), whose passes run while the chunk is in cache, so only the first
+# read of the logits and the write of the gradient go to memory (see the table); passes
+# that need a buffer besides the gradient (prior rows, float32 work rows) take chunks of
+# at most this size and 1/16 of the logits (down to 1/4 of this size), so the buffer adds
+# at most max(L / 16, 256 KiB) to the peak (per-row priors from a table at 4096 x 100:
+# 0.76x PyTorch's time with 64 Ki-element chunks, 1.16x with 16 chunks).
+#
+# With more threads every operation ends with a barrier across them, and on a machine
+# that other jobs load, a thread waits there until the others are scheduled again: many
+# small operations cost many such waits. Measured with two threads under a load of 3 on
+# the 2 cores, wall time: 2.2x PyTorch's at 1024 x 32000 in chunks of 512 Ki elements
+# (~800 operations), against 0.53x-0.49x for one pass or chunks on the same machine when
+# idle. So with several threads, passes without a buffer run as one pass over the whole
+# tensor at every size (about a dozen operations, the same 1 L of memory), and those with
+# one take at most 16 chunks.
 _CHUNK_ELEMENTS = 1 << 18
-# CPU: passes that need no buffer run as one pass over the whole tensor up to this many
-# chunks (1 Mi elements: logits and gradient, 8 MiB, stay in the 16 MiB L3): fewest
-# operations, no per-chunk overhead; chunks win from a few Mi elements on (see above).
+# CPU, one thread: passes that need no buffer run as one pass over the whole tensor up to
+# this many chunks (1 Mi elements: logits and gradient, 8 MiB, stay in the 16 MiB L3):
+# fewest operations, no per-chunk overhead; chunks win from a few Mi elements on.
 _WHOLE_CHUNKS = 4
 # CUDA: every operation is a kernel launch (~5 us), so the tiny path (fewer launches in
 # the backward) is taken up to 64 Ki elements (256 KiB, read in < 0.1 us at 4 TB/s: still
@@ -103,12 +110,20 @@ def _chunk_rows(n: int, k: int, device: torch.device, prior_rows: bool, cast: bo
     another dtype than the compute dtype, or no gradient to write the exponentials into (a
     work buffer per chunk)."""
     size = n * k
-    cpu = device.type == "cpu"
-    chunk = _CHUNK_ELEMENTS * torch.get_num_threads() if cpu else _CUDA_CHUNK_ELEMENTS
-    if prior_rows or cast:  # the buffer: at most a chunk and 1/16 of the logits
-        chunk = whole = min(chunk, max(_CHUNK_ELEMENTS // 4, size // 16))
-    else:
-        whole = max(chunk, _WHOLE_CHUNKS * _CHUNK_ELEMENTS) if cpu else chunk
+    buffered = prior_rows or cast
+    if device.type != "cpu":
+        chunk = _CUDA_CHUNK_ELEMENTS
+        if buffered:  # the buffer: at most a chunk and 1/16 of the logits
+            chunk = min(chunk, max(_CHUNK_ELEMENTS // 4, size // 16))
+        whole = chunk
+    elif torch.get_num_threads() == 1:  # no barriers: cache-sized chunks
+        chunk = _CHUNK_ELEMENTS
+        if buffered:
+            chunk = whole = min(chunk, max(_CHUNK_ELEMENTS // 4, size // 16))
+        else:
+            whole = _WHOLE_CHUNKS * _CHUNK_ELEMENTS
+    else:  # few operations: one pass, or (for a buffer) at most 16 chunks
+        chunk = whole = max(_CHUNK_ELEMENTS // 4, size // 16) if buffered else size
     if size <= whole:
         return max(n, 1)
     return max(1, chunk // max(k, 1))
@@ -477,9 +492,10 @@ class _TracedSoftTargetCrossEntropy(torch.autograd.Function):
     (e^(x - lse) - t) * w * grad, with the one-hot part of t as a comparison with the class
     index, so both compile to a single pass each (three reads or writes of N x K in all).
     The derived backward of the same loss in plain operations costs more (a scatter for
-    the gather, a second reduction), as does PyTorch's own label smoothing (measured on CPU,
-    fp32, compiled: 0.86x at 1024 x 32000, 1.04x at 8192 x 1000, vs 1.07-1.26x for the
-    loss written in plain operations).
+    the gather, a second reduction), as does PyTorch's own label smoothing, compiled (two
+    passes each way). Measured on CPU, fp32, one thread, over compiled
+    ``F.cross_entropy(label_smoothing=0.1)``: 0.93x at 8192 x 1000 and 1024 x 32000, where
+    the same loss in plain differentiable operations took 1.28x and 1.38x.
     """
 
     @staticmethod

@@ -146,9 +146,36 @@ def test_gradient_of_a_scaled_loss_is_scaled():
 FUNCTION_CHUNKS = (N * K - 1, K)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: where the fused loss takes chunks of rows for every pass (with
+    more threads it takes them only where a pass needs a buffer)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunk_sizes(threads, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    cpu, elements = torch.device("cpu"), _fused._CHUNK_ELEMENTS
+    for n, k in ((1024, 10), (4096, 100), (1024, 1000), (8192, 1000), (1024, 32000)):
+        whole = _fused._chunk_rows(n, k, cpu, False, False)
+        buffered = _fused._chunk_rows(n, k, cpu, True, False)
+        assert _fused._chunk_rows(n, k, cpu, False, True) == buffered
+        if threads == 1 and n * k > _fused._WHOLE_CHUNKS * elements:
+            assert whole == elements // k  # cache-sized chunks
+        else:
+            assert whole == n  # one pass
+        # a buffer of at most a 16th of the logits (or 256 KiB), <= 16 chunks with threads
+        assert buffered * k <= max(n * k // 16, elements // 4)
+        assert threads == 1 or -(-n // buffered) <= 16
+
+
 @pytest.mark.parametrize("chunk", FUNCTION_CHUNKS)
 @pytest.mark.parametrize("prior_kind", ["uniform", "table"])
-def test_double_backward_is_refused(chunk, prior_kind, chunk_elements):
+def test_double_backward_is_refused(chunk, prior_kind, chunk_elements, one_thread):
     # the custom Function (not tiny problems: see the next test) is differentiable once
     logits, targets, table, index = inputs()
     prior, prior_index = prior_kinds(table, index)[prior_kind]
@@ -178,7 +205,9 @@ def test_tiny_problems_are_differentiable_twice(prior_kind):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
 @pytest.mark.parametrize("eps_kind", ["zero", "float", "rows"])
-def test_tiny_whole_and_chunked_paths_agree(reduction, prior_kind, eps_kind, chunk_elements):
+def test_tiny_whole_and_chunked_paths_agree(
+    reduction, prior_kind, eps_kind, chunk_elements, one_thread
+):
     """The eager ways (dense target, one pass, chunks) give the same loss and gradient."""
     logits, targets, table, index = inputs(torch.float32, seed=3)
     prior, prior_index = prior_kinds(table.float(), index)[prior_kind]
@@ -205,7 +234,9 @@ def test_tiny_whole_and_chunked_paths_agree(reduction, prior_kind, eps_kind, chu
 
 
 @pytest.mark.parametrize("prior_kind", ["uniform", "table"])
-def test_gradient_is_taken_as_the_logits_grad_without_a_copy(prior_kind, chunk_elements):
+def test_gradient_is_taken_as_the_logits_grad_without_a_copy(
+    prior_kind, chunk_elements, one_thread
+):
     logits, targets, table, index = inputs(torch.float32)
     prior, prior_index = prior_kinds(table.float(), index)[prior_kind]
     for chunk in FUNCTION_CHUNKS:  # the custom Function: one pass, or chunks
