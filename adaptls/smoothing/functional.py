@@ -176,11 +176,7 @@ def check_inputs(logits: Tensor, targets: Tensor, ignore_index: int) -> tuple[Te
             f"logits must be a floating-point tensor, got "
             f"{getattr(logits, 'dtype', type(logits).__name__)}"
         )
-    if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
-        raise TypeError(
-            f"targets must be an integer tensor of class indices, got "
-            f"{getattr(targets, 'dtype', type(targets).__name__)}"
-        )
+    check_target_dtype(targets)
     if logits.dim() < 1 or logits.shape[:-1] != targets.shape or logits.shape[-1] < 1:
         raise ValueError(
             f"logits must be shaped (..., K) with K >= 1 and targets (...): got logits "
@@ -274,3 +270,12 @@ def _check_prior(
         f"prior must be None, ({k},) or ({n}, {k}) for {n} rows of {k} classes, "
         f"got {tuple(prior.shape)}"
     )
+
+
+def check_target_dtype(targets: Tensor) -> None:
+    """Targets must be an integer tensor of class indices (no value is read)."""
+    if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(
+            f"targets must be an integer tensor of class indices, got "
+            f"{getattr(targets, 'dtype', type(targets).__name__)}"
+        )

@@ -26,6 +26,7 @@ from adaptls.smoothing.functional import (
     _check_target_range,
     check_reduction,
     check_soft_target,
+    check_target_dtype,
 )
 
 __all__ = ["linear_soft_target_cross_entropy"]
@@ -132,11 +133,7 @@ def _check_linear(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: 
                 f"{name} must be a floating-point tensor, got "
                 f"{getattr(t, 'dtype', type(t).__name__)}"
             )
-    if not torch.is_tensor(targets) or targets.is_floating_point() or targets.is_complex():
-        raise TypeError(
-            f"targets must be an integer tensor of class indices, got "
-            f"{getattr(targets, 'dtype', type(targets).__name__)}"
-        )
+    check_target_dtype(targets)
     if weight.dim() != 2 or weight.shape[0] < 1:
         raise ValueError(f"weight must be shaped (V, D) with V >= 1, got {tuple(weight.shape)}")
     v, d = weight.shape
