@@ -5,6 +5,10 @@ HTTP Range request if the connection drops), its md5 is checked, and only then i
 renamed into place: ``os.replace`` within one directory is atomic, so the destination
 either does not exist or is complete and verified, even with several processes fetching
 at once. On any failure, a checksum mismatch included, the temporary file is removed.
+
+A file is identified by its md5 (what CIFAR's authors publish) or its SHA-256 (what other
+sources publish, e.g. the Hugging Face dataset cards for WikiText); given both, the
+SHA-256 is checked.
 """
 
 from __future__ import annotations
@@ -30,28 +34,43 @@ CHUNK_BYTES = 1 << 20
 
 
 class ChecksumError(RuntimeError):
-    """A file's md5 is not the expected one."""
+    """A file's checksum (md5 or SHA-256) is not the expected one."""
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file to fetch: where from and its md5 (hex)."""
+    """A file to fetch: where from and its md5 and/or SHA-256 (hex)."""
 
     url: str
-    md5: str
+    md5: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.md5 is None and self.sha256 is None:
+            raise ValueError(f"RemoteFile({self.url!r}) needs an md5 or a sha256 to verify it")
 
     @property
     def filename(self) -> str:
         return Path(urlparse(self.url).path).name
 
+    @property
+    def checksum(self) -> tuple[str, str]:
+        """(algorithm, expected hex digest) that verifies the file: SHA-256 when known."""
+        return ("sha256", self.sha256) if self.sha256 is not None else ("md5", self.md5)
 
-def md5_of(path: str | os.PathLike[str]) -> str:
-    """Hex md5 digest of a file, read in chunks."""
-    digest = hashlib.md5()
+
+def digest_of(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
+    """Hex digest (``md5`` or ``sha256``) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
         while chunk := file.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5_of(path: str | os.PathLike[str]) -> str:
+    """Hex md5 digest of a file, read in chunks."""
+    return digest_of(path, "md5")
 
 
 def fetch(
@@ -65,30 +84,34 @@ def fetch(
 ) -> Path:
     """Path of ``remote`` in ``data_dir``, verified; downloaded first if needed and allowed.
 
-    A cached file with the right md5 is used as it is. A cached file with the wrong md5 is
-    replaced when ``download`` is true and is an error otherwise.
+    A cached file with the right checksum is used as it is. A cached file with the wrong
+    checksum is replaced when ``download`` is true and is an error otherwise.
     """
     path = Path(data_dir).expanduser() / remote.filename
+    algorithm, expected = remote.checksum
     if path.is_file():
-        actual = md5_of(path)
-        if actual == remote.md5:
+        actual = digest_of(path, algorithm)
+        if actual == expected:
             return path
         if not download:
             raise ChecksumError(
-                f"{path} is corrupt: expected md5 {remote.md5}, got {actual}; delete it, or "
-                f"allow downloading (download=true) to fetch it again from {remote.url}"
+                f"{path} is corrupt: expected {algorithm} {expected}, got {actual}; delete it, "
+                f"or allow downloading (download=true) to fetch it again from {remote.url}"
             )
-        log.warning("%s has md5 %s, expected %s: downloading it again", path, actual, remote.md5)
+        log.warning(
+            "%s has %s %s, expected %s: downloading it again", path, algorithm, actual, expected
+        )
     elif not download:
         raise FileNotFoundError(
             f"{path} does not exist and download=false: allow downloading (download=true), "
-            f"or fetch {remote.url} (md5 {remote.md5}) into {path.parent} yourself"
+            f"or fetch {remote.url} ({algorithm} {expected}) into {path.parent} yourself"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     download_verified(
         remote.url,
         path,
-        remote.md5,
+        expected,
+        algorithm=algorithm,
         progress=progress,
         retries=retries,
         retry_delay_s=retry_delay_s,
@@ -99,13 +122,15 @@ def fetch(
 def download_verified(
     url: str,
     path: str | os.PathLike[str],
-    md5: str,
+    expected: str,
     *,
+    algorithm: str = "md5",
     progress: bool = True,
     retries: int = 3,
     retry_delay_s: float = 2.0,
 ) -> None:
-    """Download ``url`` to ``path`` if and only if its md5 is ``md5`` (see the module doc)."""
+    """Download ``url`` to ``path`` if and only if its ``algorithm`` digest is ``expected``
+    (see the module doc)."""
     path = Path(path)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -113,11 +138,12 @@ def download_verified(
             _stream(
                 url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s
             )
-        actual = md5_of(temporary)
-        if actual != md5:
+        actual = digest_of(temporary, algorithm)
+        if actual != expected:
             raise ChecksumError(
-                f"checksum mismatch for {url}: expected md5 {md5}, got {actual}; the download "
-                f"is corrupt or the server sent another file (nothing was written to {path})"
+                f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; "
+                f"the download is corrupt or the server sent another file (nothing was "
+                f"written to {path})"
             )
         os.replace(temporary, path)
     except BaseException:

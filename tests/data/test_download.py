@@ -121,3 +121,20 @@ def test_retries_are_bounded_and_leave_no_file(tmp_path, cifar10_remote, monkeyp
         fetch(cifar10_remote, tmp_path / "cache", progress=False, retries=2)
     assert len(calls) == 3
     assert _listing(tmp_path / "cache") == []
+
+
+def test_a_sha256_is_checked_when_given(tmp_path, cifar10_remote):
+    sha256 = download.digest_of(Path(cifar10_remote.url.removeprefix("file://")), "sha256")
+    remote = RemoteFile(cifar10_remote.url, sha256=sha256)
+    assert remote.checksum == ("sha256", sha256)
+    path = fetch(remote, tmp_path / "cache", progress=False)
+    assert download.digest_of(path, "sha256") == sha256
+    wrong = RemoteFile(cifar10_remote.url, md5=cifar10_remote.md5, sha256="0" * 64)
+    with pytest.raises(ChecksumError, match=f"expected sha256 {'0' * 64}, got {sha256}"):
+        fetch(wrong, tmp_path / "other", progress=False)
+    assert _listing(tmp_path / "other") == []
+
+
+def test_a_remote_file_needs_a_checksum():
+    with pytest.raises(ValueError, match="needs an md5 or a sha256"):
+        RemoteFile("https://example.org/file.zip")
