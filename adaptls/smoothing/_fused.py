@@ -565,14 +565,5 @@ def _as_row_epsilon(
     return eps.expand(n) if eps.dim() == 0 else eps.reshape(n)
 
 
-def _all_ones(grad_output: Tensor) -> bool:
-    """Whether the incoming gradient is 1 (``loss.backward()``). Reads its value: a host
-    sync on a GPU. Not used by this kernel (its backward always scales, on the device);
-    kept for :mod:`adaptls.smoothing._fused_linear`."""
-    if grad_output.dim() == 0:
-        return grad_output.item() == 1.0
-    return bool((grad_output == 1.0).all())
-
-
 def _tensors(*values) -> list[Tensor]:
     return [t for t in values if torch.is_tensor(t)]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from adaptls.smoothing._fused import _all_ones, _as_row_epsilon, _compute_dtype
+from adaptls.smoothing._fused import _as_row_epsilon, _compute_dtype
 
 # Rows per chunk. A chunk costs three matmuls (logits, and the hidden and weight
 # gradients), each of which streams the whole V x D weight (32 MB in fp32 at V = 32000,
@@ -125,7 +125,8 @@ class _LinearSoftTargetCrossEntropy(torch.autograd.Function):
         ctx, hidden, weight, bias, targets, eps, prior, prior_index, ignore_index, reduction, needs
     ):
         kernel = _Kernel(hidden, weight, bias, targets, eps, prior, prior_index, ignore_index)
-        scale = 1.0 / max(kernel.counted, 1) if reduction == "mean" else 1.0
+        # 1 / counted rows as a device tensor: reading the count would be a host sync
+        scale = kernel.keep.sum().clamp_(min=1).reciprocal() if reduction == "mean" else 1.0
         eager = any(needs) and reduction != "none"
         if eager:
             loss, grads = kernel.run("sum", kernel.keep * scale, needs)
@@ -144,10 +145,11 @@ class _LinearSoftTargetCrossEntropy(torch.autograd.Function):
         hidden, weight, bias, targets, *rest = ctx.saved_tensors
         if ctx.grads is not None:
             grads, ctx.grads = ctx.grads, None  # handed out once; a further backward recomputes
-            if not _all_ones(grad_output):
-                for g in grads:
-                    if g is not None:
-                        g.mul_(grad_output.to(g.dtype))
+            # always scaled (O((N + V) D), small next to the O(N V D) kernel): testing
+            # whether the incoming gradient is 1 would read it, a host sync
+            for g in grads:
+                if g is not None:
+                    g.mul_(grad_output.to(g.dtype))
         else:
             eps = ctx.eps_float if ctx.eps_float is not None else rest.pop(0)
             prior = rest.pop(0) if ctx.has_prior else None
@@ -184,7 +186,6 @@ class _Kernel:
         self.weight = weight.to(self.mdt)
         self.bias = None if bias is None else bias.to(cdt)
         keep = targets != ignore_index
-        self.counted = int(keep.sum())
         self.keep = keep.to(cdt)
         self.y = torch.where(keep, targets, 0).unsqueeze(1)
         self.smoothed = not (isinstance(eps, float) and eps == 0.0)

@@ -13,12 +13,14 @@ from torch import Tensor, nn
 
 from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
 from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
+from adaptls.smoothing._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
 from adaptls.smoothing.functional import (
     check_inputs,
     check_reduction,
     check_soft_target,
     dense_soft_targets,
 )
+from adaptls.smoothing.linear import explained_indices, flatten_linear_inputs
 from adaptls.smoothing.schedule import EpsilonSchedule
 
 
@@ -183,6 +185,119 @@ class SmoothingStrategy(nn.Module):
             self.ignore_index,
             reduction,
         )
+
+    # ------------------------------------------------------------------ vocabulary scale
+    #: Why this strategy's loss cannot be computed from the classifier layer's inputs
+    #: without the logits (:meth:`linear_loss`), or None when it can. None is right for a
+    #: strategy whose :meth:`smoothing` reads only the logits' shape, dtype and device
+    #: (never their values) and whose :meth:`loss` is the default soft-target
+    #: cross-entropy; a strategy that reads logit values overrides :meth:`linear_flat_loss`
+    #: with statistics the chunked kernel provides, or keeps a reason here. The default is
+    #: a reason, so that a new strategy is never silently fed logits it did not get.
+    linear_unsupported: ClassVar[str | None] = (
+        "its smoothing or its loss reads the logits' values, which the fused linear path "
+        "never holds"
+    )
+
+    def linear_loss(
+        self,
+        hidden: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        *,
+        bias: Tensor | None = None,
+        indices: Tensor | None = None,
+        reduction: str = "mean",
+    ) -> Tensor:
+        """The loss of the logits ``F.linear(hidden, weight, bias)`` without materialising
+        them: equal to ``self(F.linear(hidden, weight, bias), targets, reduction,
+        indices=indices)``, schedule factor, recorded epsilon and ``ignore_index`` included.
+
+        ``hidden`` (..., D), ``weight`` (V, D) with V = ``num_classes``, ``bias`` (V,) or
+        None, ``targets`` and ``indices`` (...). Runs
+        :func:`~adaptls.smoothing.linear_soft_target_cross_entropy`'s chunked kernel (rows
+        in chunks, never N x V). Raises ``TypeError`` naming the strategy when it cannot
+        run this way (:attr:`linear_unsupported`).
+        """
+        check_reduction(reduction)
+        self.require_linear_path()
+        h, w, b, y = flatten_linear_inputs(hidden, weight, bias, targets, self.ignore_index)
+        num_classes = self.require_num_classes()
+        if w.shape[0] != num_classes:
+            raise ValueError(
+                f"weight has {w.shape[0]} rows (classes) but the strategy was set up "
+                f"with num_classes={num_classes}"
+            )
+        with explained_indices(y, num_classes, self.ignore_index):
+            loss = self.linear_flat_loss(h, w, b, y, indices, reduction)
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+    def linear_flat_loss(
+        self,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        indices: Tensor | None,
+        reduction: str,
+    ) -> Tensor:
+        """:meth:`linear_loss` of checked, flattened (N, D) hidden and (N,) targets.
+
+        Default: :meth:`smoothing` sees a stand-in for the (N, V) logits that has their
+        shape, dtype and device but a single stored element (a stride-0 view), so it
+        must not read values (see :attr:`linear_unsupported`).
+        """
+        stand_in = hidden.new_zeros(()).expand(hidden.shape[0], weight.shape[0])
+        target = self._checked_target(stand_in, targets, indices)
+        return fused_linear_soft_target_cross_entropy(
+            hidden,
+            weight,
+            bias,
+            targets,
+            target.epsilon,
+            target.prior,
+            target.prior_index,
+            self.ignore_index,
+            reduction,
+        )
+
+    def require_linear_path(self) -> None:
+        """Raise a clear ``TypeError`` if :meth:`linear_loss` cannot serve this strategy."""
+        if self.linear_unsupported is not None:
+            raise TypeError(
+                f"{type(self).__name__} ({self.name!r}) cannot run through the fused linear "
+                f"path (linear_loss): {self.linear_unsupported}. Compute the logits and call "
+                "the strategy on them instead."
+            )
+
+    @torch.no_grad()
+    def observe_linear(
+        self,
+        hidden: Tensor,
+        weight: Tensor,
+        targets: Tensor,
+        *,
+        bias: Tensor | None = None,
+        indices: Tensor | None = None,
+    ) -> None:
+        """:meth:`observe` of ``F.linear(hidden, weight, bias)``, the logits computed chunk
+        by chunk of rows (as many rows as the linear loss's chunks): memory O(rows V),
+        never N x V. Exact because observed statistics are sums over rows. A no-op when the
+        strategy does not override :meth:`observe`, and outside training."""
+        if type(self).observe is SmoothingStrategy.observe or not self.training:
+            return
+        h, w, b, y = flatten_linear_inputs(hidden, weight, bias, targets, self.ignore_index)
+        idx = None if indices is None else indices.reshape(-1)
+        if idx is not None and idx.numel() != y.numel():
+            raise ValueError(
+                f"indices must hold one sample index per target ({y.numel()}), got {idx.numel()}"
+            )
+        n = y.numel()
+        step = chunk_rows(n, w.shape[0], h.device)
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            logits = torch.nn.functional.linear(h[s:e], w, b)
+            self.observe(logits, y[s:e], None if idx is None else idx[s:e])
 
     @torch.no_grad()
     def soft_targets(

@@ -78,6 +78,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "class_frequency"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
     epsilon_per_class: Tensor
 
     def __init__(

@@ -47,6 +47,7 @@ class FeedbackSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "feedback"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
 
     def __init__(
         self,

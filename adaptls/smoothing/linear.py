@@ -18,16 +18,16 @@ its part of the loss and of all three gradients costs O(N D + V D), not O(N V).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
+from adaptls.smoothing import functional
+from adaptls.smoothing._fused import explain_bad_indices
 from adaptls.smoothing._fused_linear import fused_linear_soft_target_cross_entropy
-from adaptls.smoothing.functional import (
-    _check_target_range,
-    check_reduction,
-    check_soft_target,
-    check_target_dtype,
-)
+from adaptls.smoothing.functional import check_reduction, check_soft_target, check_target_dtype
 
 __all__ = ["linear_soft_target_cross_entropy"]
 
@@ -98,17 +98,52 @@ def linear_soft_target_cross_entropy(
     the loss then runs as for inputs of that dtype. Differentiable once (no double backward).
     """
     check_reduction(reduction)
+    h, weight, bias, y = flatten_linear_inputs(hidden, weight, bias, targets, ignore_index)
+    prior, prior_index = check_soft_target(
+        epsilon, prior, prior_index, targets.shape, weight.shape[0]
+    )
+    with explained_indices(y, weight.shape[0], ignore_index, prior, prior_index):
+        loss = fused_linear_soft_target_cross_entropy(
+            h, weight, bias, y, epsilon, prior, prior_index, ignore_index, reduction
+        )
+    return loss.view(targets.shape) if reduction == "none" else loss
+
+
+def flatten_linear_inputs(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, ignore_index: int
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """Cast as ``F.linear`` would under autocast, check shapes, dtypes and devices (no
+    value is read), and flatten: (N, D) hidden, (V, D) weight, (V,) bias or None, (N,)
+    int64 targets. With :data:`~adaptls.smoothing.functional.DEBUG_CHECKS`, also checks
+    the target values (a host sync)."""
     hidden, weight, bias = _autocast(hidden, weight, bias)
     _check_linear(hidden, weight, bias, targets)
     v, d = weight.shape
-    h = hidden.reshape(-1, d)
     y = targets.reshape(-1).long()
-    _check_target_range(y, v, ignore_index)
-    prior, prior_index = check_soft_target(epsilon, prior, prior_index, targets.shape, v)
-    loss = fused_linear_soft_target_cross_entropy(
-        h, weight, bias, y, epsilon, prior, prior_index, ignore_index, reduction
-    )
-    return loss.view(targets.shape) if reduction == "none" else loss
+    if functional.DEBUG_CHECKS:
+        explain_bad_indices(y, v, ignore_index)
+    return hidden.reshape(-1, d), weight, bias, y
+
+
+@contextlib.contextmanager
+def explained_indices(
+    y: Tensor,
+    v: int,
+    ignore_index: int,
+    prior: Tensor | None = None,
+    prior_index: Tensor | None = None,
+) -> Iterator[None]:
+    """Index values are not checked up front (a host sync): one out of range fails where
+    it is used (on CPU an IndexError or RuntimeError; on CUDA a device-side assertion).
+    Turn that failure into a ValueError naming the value and what is allowed."""
+    if torch.compiler.is_compiling():
+        yield
+        return
+    try:
+        yield
+    except (RuntimeError, IndexError) as err:
+        explain_bad_indices(y, v, ignore_index, prior, prior_index, cause=err)
+        raise
 
 
 def _autocast(hidden, weight, bias):

@@ -13,6 +13,7 @@ class NoSmoothing(SmoothingStrategy):
     """t_i = onehot(y_i), i.e. exactly ``F.cross_entropy(logits, targets)``."""
 
     name: ClassVar[str] = "none"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None

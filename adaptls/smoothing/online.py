@@ -39,6 +39,7 @@ class OnlineSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "online"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
 
     def __init__(self, alpha: float = 0.5, init: str = "zeros", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -71,6 +72,10 @@ class OnlineSmoothing(SmoothingStrategy):
     def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         loss = super().loss(x, y, indices, reduction)
         # While S is zero only the hard term remains: alpha * CE.
+        return loss if self._learned else self.alpha * loss
+
+    def linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
+        loss = super().linear_flat_loss(hidden, weight, bias, targets, indices, reduction)
         return loss if self._learned else self.alpha * loss
 
     @torch.no_grad()

@@ -41,6 +41,7 @@ class SelfDistillSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "self_distill"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
     needs_run_length: ClassVar[bool] = True
 
     def __init__(self, alpha_T: float = 0.8, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ class UniformSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "uniform"
+    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
 
     def __init__(self, epsilon: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
