@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from adaptls.checks import atomic_write
 
 TABLE_METRICS = ("acc", "ece", "nll", "brier", "adaece")
 
@@ -39,15 +39,8 @@ def write_metrics(
         },
         "config": config,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2, sort_keys=False, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(record, f, indent=2, sort_keys=False, default=str)
 
 
 def print_table(val: Mapping[str, float], test: Mapping[str, float], title: str) -> None:

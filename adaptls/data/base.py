@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset, default_collate
 
-from adaptls.data.checks import check_choice, check_float, check_fraction, check_int
+from adaptls.checks import check_choice, check_fraction, check_int, check_real
 from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
 from adaptls.data.split import stratified_split
 
@@ -65,7 +65,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.num_workers = check_int("num_workers", num_workers, minimum=0)
         self.val_fraction = check_fraction("val_fraction", val_fraction)
         self.seed = check_int("seed", seed, minimum=0)
-        self.imbalance_ratio = check_float("imbalance_ratio", imbalance_ratio, minimum=1.0)
+        self.imbalance_ratio = check_real("imbalance_ratio", imbalance_ratio, minimum=1.0)
         self.imbalance_profile = check_choice("imbalance_profile", imbalance_profile, PROFILES)
         if not isinstance(shuffle, bool):
             raise ValueError(f"shuffle must be true or false, got {shuffle!r}")

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_bool
 from adaptls.data.augment import random_crop_flip
 from adaptls.data.base import TensorDataModule, collate_tuple
-from adaptls.data.checks import check_bool
 from adaptls.data.download import RemoteFile, fetch
 
 CIFAR10_ARCHIVE = RemoteFile(

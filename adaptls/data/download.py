@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +26,8 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
+
+from adaptls.checks import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,14 @@ class RemoteFile:
 
 def digest_of(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
     """Hex digest (``md5`` or ``sha256``) of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
     with open(path, "rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
+        return _digest_of_file(file, algorithm)
+
+
+def _digest_of_file(file: BinaryIO, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    while chunk := file.read(CHUNK_BYTES):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -132,23 +137,16 @@ def download_verified(
     """Download ``url`` to ``path`` if and only if its ``algorithm`` digest is ``expected``
     (see the module doc)."""
     path = Path(path)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _stream(
-                url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s
-            )
-        actual = digest_of(temporary, algorithm)
+    with atomic_write(path, "w+b") as out:
+        _stream(url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s)
+        out.seek(0)
+        actual = _digest_of_file(out, algorithm)
         if actual != expected:
             raise ChecksumError(
                 f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; "
                 f"the download is corrupt or the server sent another file (nothing was "
                 f"written to {path})"
             )
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _stream(

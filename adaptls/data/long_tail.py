@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from adaptls.data.checks import check_choice, check_float, check_int
+from adaptls.checks import check_choice, check_int, check_real
 
 PROFILES = ("exp", "step")
 
@@ -32,7 +32,7 @@ def long_tail_counts(
     """
     n_max = check_int("n_max", n_max, minimum=1)
     num_classes = check_int("num_classes", num_classes, minimum=2)
-    ratio = check_float("imbalance_ratio", imbalance_ratio, minimum=1.0)
+    ratio = check_real("imbalance_ratio", imbalance_ratio, minimum=1.0)
     profile = check_choice("imbalance_profile", profile, PROFILES)
     if math.floor(n_max / ratio) < 1:
         raise ValueError(

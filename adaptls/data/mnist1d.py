@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_choice, check_int
 from adaptls.data.base import TensorDataModule
-from adaptls.data.checks import check_choice, check_int
 from adaptls.data.split import stratified_split
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_int, check_real
 from adaptls.data.base import TensorDataModule
-from adaptls.data.checks import check_float, check_int
 
 
 class SyntheticDataModule(TensorDataModule):
@@ -37,7 +37,7 @@ class SyntheticDataModule(TensorDataModule):
         super().__init__(**kwargs)
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
         self.dim = check_int("dim", dim, minimum=1)
-        self.separation = check_float("separation", separation, minimum=0.0)
+        self.separation = check_real("separation", separation, minimum=0.0)
         # Every class needs at least 2 training samples: one may go to validation.
         self.num_train_generated = check_int("num_train", num_train, minimum=2 * self.num_classes)
         self.num_test = check_int("num_test", num_test, minimum=self.num_classes)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from adaptls.checks import check_num_classes
 from adaptls.metrics._inputs import Predictions, check_options, iter_predictions
 
 __all__ = ["PredictionMetric"]
@@ -44,7 +45,7 @@ class PredictionMetric(Metric):
     ) -> None:
         super().__init__(**kwargs)
         check_options(num_classes, input_type)
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.input_type = input_type
         self.ignore_index = ignore_index
         self.validate_args = validate_args

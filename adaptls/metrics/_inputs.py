@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_choice, check_int, check_num_classes
+
 __all__ = [
     "CHUNK_ELEMENTS",
     "CONFIDENCE",
@@ -73,14 +75,10 @@ class Predictions(NamedTuple):
 
 def check_options(num_classes: int, input_type: str, n_bins: int | None = None) -> None:
     """Raise a clear error for a bad constructor argument."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if input_type not in INPUT_TYPES:
-        raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
-    if n_bins is not None and (
-        isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1
-    ):
-        raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+    check_num_classes(num_classes)
+    check_choice("input_type", input_type, INPUT_TYPES)
+    if n_bins is not None:
+        check_int("n_bins", n_bins, minimum=1)
 
 
 def iter_predictions(

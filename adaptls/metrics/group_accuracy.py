@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from adaptls.checks import check_class_counts
 from adaptls.metrics._base import PredictionMetric
 from adaptls.metrics._inputs import Predictions
 from adaptls.metrics.binning import CORRECT, COUNT
@@ -28,7 +28,7 @@ def shot_groups(
     class_counts: Sequence[int] | Tensor, thresholds: tuple[int, int] = (20, 100)
 ) -> dict[str, Tensor]:
     """Boolean (K,) class masks of the non-empty groups among ``many``, ``medium``, ``few``."""
-    counts = _check_counts(class_counts)
+    counts = check_class_counts(class_counts)
     low, high = _check_thresholds(thresholds)
     masks = {
         "many": counts > high,
@@ -69,11 +69,7 @@ class GroupAccuracy(PredictionMetric):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, **kwargs)
-        counts = _check_counts(class_counts)
-        if counts.numel() != num_classes:
-            raise ValueError(
-                f"class_counts must have one entry per class ({num_classes}), got {counts.numel()}"
-            )
+        counts = check_class_counts(class_counts, self.num_classes)
         self.groups = shot_groups(counts, thresholds)
         self._add_sum_state("class_table", num_classes, 3)
 
@@ -82,15 +78,6 @@ class GroupAccuracy(PredictionMetric):
 
     def compute(self) -> dict[str, Tensor]:
         return group_accuracy(self.class_table, self.groups)
-
-
-def _check_counts(class_counts: Sequence[int] | Tensor) -> Tensor:
-    counts = torch.as_tensor(class_counts).detach().cpu()
-    if counts.dim() != 1 or counts.is_complex() or counts.dtype == torch.bool:
-        raise ValueError(f"class_counts must be a 1-D sequence of counts, got {class_counts!r}")
-    if not bool((counts >= 0).all()) or not torch.equal(counts, counts.round()):
-        raise ValueError(f"class_counts must be whole numbers >= 0, got {counts.tolist()}")
-    return counts.long()
 
 
 def _check_thresholds(thresholds: tuple[int, int]) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torchmetrics.utilities import dim_zero_cat
 
+from adaptls.checks import check_class_counts
 from adaptls.metrics._base import PredictionMetric
 from adaptls.metrics._inputs import Predictions, check_options
 from adaptls.metrics.adaece import adaptive_calibration_error
@@ -67,11 +68,8 @@ class CalibrationSuite(PredictionMetric):
     ) -> None:
         super().__init__(num_classes, **kwargs)
         check_options(num_classes, self.input_type, n_bins)
-        if class_counts is not None and len(class_counts) != num_classes:
-            raise ValueError(
-                f"class_counts must have one entry per class ({num_classes}), "
-                f"got {len(class_counts)}"
-            )
+        if class_counts is not None:
+            class_counts = check_class_counts(class_counts, self.num_classes)
         self.n_bins = n_bins
         self.groups = {} if class_counts is None else shot_groups(class_counts, group_thresholds)
         self._add_sum_state("bin_table", n_bins, 3)

@@ -7,6 +7,8 @@ from collections.abc import Container, Sequence
 
 from torch import Tensor
 
+from adaptls.checks import check_probability
+
 
 def check_shape(
     name: str, value: Sequence[int], ndims: Container[int], meaning: str
@@ -19,17 +21,12 @@ def check_shape(
     return tuple(int(d) for d in value)
 
 
-def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_dropout(value: float) -> float:
     """A drop probability in [0, 1): 1 would zero every activation."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {value!r}")
-    return float(value)
+    try:
+        return check_probability("dropout", value, include_one=False)
+    except TypeError as err:  # a config value: one error type for every bad value
+        raise ValueError(str(err)) from None
 
 
 def check_batch(x: Tensor, input_shape: tuple[int, ...]) -> None:

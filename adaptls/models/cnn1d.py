@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from adaptls.models._checks import check_batch, check_dropout, check_positive_int, check_shape
+from adaptls.checks import check_int, check_num_classes
+from adaptls.models._checks import check_batch, check_dropout, check_shape
 
 # (kernel, stride, padding) of the three convolutions, as in the reference ConvBase.
 _CONVS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -37,8 +38,8 @@ class CNN1D(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape = check_shape("input_shape", input_shape, (1, 2), "(C, L) or (L,)")
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
-        channels = check_positive_int("channels", channels)
+        num_classes = check_num_classes(num_classes)
+        channels = check_int("channels", channels, minimum=1)
         dropout = check_dropout(dropout)
         in_channels, length = (1, *self.input_shape)[-2:]
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from adaptls.models._checks import check_batch, check_dropout, check_positive_int, check_shape
+from adaptls.checks import check_int, check_num_classes
+from adaptls.models._checks import check_batch, check_dropout, check_shape
 
 
 class MLP(nn.Module):
@@ -32,10 +33,10 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape = check_shape("input_shape", input_shape, range(1, 9), "(any rank)")
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
+        num_classes = check_num_classes(num_classes)
         if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence):
             raise TypeError(f"hidden must be a list of positive ints, got {hidden!r}")
-        widths = [check_positive_int(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
+        widths = [check_int(f"hidden[{i}]", h, minimum=1) for i, h in enumerate(hidden)]
         dropout = check_dropout(dropout)
 
         layers: list[nn.Module] = [nn.Flatten()]

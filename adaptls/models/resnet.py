@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adaptls.models._checks import check_batch, check_dropout, check_positive_int, check_shape
+from adaptls.checks import check_int, check_num_classes
+from adaptls.models._checks import check_batch, check_dropout, check_shape
 
 _WIDTHS = (16, 32, 64)
 
@@ -38,8 +39,8 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape = check_shape("input_shape", input_shape, (3,), "(C, H, W)")
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
-        depth = check_positive_int("depth", depth, minimum=8)
+        num_classes = check_num_classes(num_classes)
+        depth = check_int("depth", depth, minimum=8)
         if (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
         dropout = check_dropout(dropout)

@@ -122,10 +122,3 @@ def focal_weight(one_minus_p: Tensor, gamma: float | Tensor) -> Tensor:
     tiny^gamma * 0 = 0 with a zero gradient. Elsewhere the clamp never binds.
     """
     return one_minus_p.clamp_min(torch.finfo(one_minus_p.dtype).tiny).pow(gamma)
-
-
-def check_nonnegative(name: str, value: float) -> float:
-    """Validate a number >= 0 (a focal exponent, a penalty weight, a margin)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)

@@ -7,9 +7,9 @@ from typing import Any, ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from adaptls.checks import check_nonnegative
 from adaptls.smoothing._calibration import (
     CalibrationLoss,
-    check_nonnegative,
     compute_dtype,
     counted_rows,
     reduce_rows,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -10,16 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adaptls.checks import check_int, check_nonnegative, check_real
 from adaptls.smoothing._calibration import (
     CalibrationLoss,
-    check_nonnegative,
     compute_dtype,
     counted_rows,
     one_minus_exp,
     reduce_rows,
 )
 from adaptls.smoothing._distributed import all_gather_cat
-from adaptls.smoothing.cals import check_int
 
 #: Added to the focal base, as in the reference ("for numerical stability").
 TINY = 1e-20
@@ -149,9 +147,9 @@ class AdaFocalLoss(CalibrationLoss):
         self.num_bins = check_int("num_bins", num_bins, minimum=1)
         self.lamda = check_nonnegative("lamda", lamda)
         self.switch_point = check_nonnegative("switch_point", switch_point)
-        self.gamma_init = _check_finite("gamma_init", gamma_init)
-        self.gamma_min = _check_finite("gamma_min", gamma_min)
-        self.gamma_max = _check_finite("gamma_max", gamma_max)
+        self.gamma_init = check_real("gamma_init", gamma_init)
+        self.gamma_min = check_real("gamma_min", gamma_min)
+        self.gamma_max = check_real("gamma_max", gamma_max)
         if self.gamma_min > self.gamma_max:
             raise ValueError(
                 f"need gamma_min <= gamma_max, got {self.gamma_min} and {self.gamma_max}"
@@ -242,9 +240,3 @@ class AdaFocalLoss(CalibrationLoss):
             "gamma_min": self.gamma_min,
             "gamma_max": self.gamma_max,
         }
-
-
-def _check_finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adaptls.checks import check_nonnegative
 from adaptls.smoothing._calibration import (
     CalibrationLoss,
-    check_nonnegative,
     compute_dtype,
     counted_rows,
     focal_weight,

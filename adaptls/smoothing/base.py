@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -11,6 +10,14 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from adaptls.checks import (
+    check_choice,
+    check_class_counts,
+    check_nonnegative,
+    check_num_classes,
+    check_positive,
+    check_probability,
+)
 from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
 from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 from adaptls.smoothing._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
@@ -22,6 +29,17 @@ from adaptls.smoothing.functional import (
 )
 from adaptls.smoothing.linear import explained_indices, flatten_linear_inputs
 from adaptls.smoothing.schedule import EpsilonSchedule
+
+# Argument checks a strategy's constructor uses (adaptls.checks; re-exported here for authors).
+__all__ = [
+    "SmoothingStrategy",
+    "SoftTarget",
+    "StateSpec",
+    "check_choice",
+    "check_epsilon",
+    "check_nonnegative",
+    "check_positive",
+]
 
 
 class SoftTarget(NamedTuple):
@@ -121,8 +139,8 @@ class SmoothingStrategy(nn.Module):
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         """Receive the facts about the data: number of classes, training counts per class."""
-        k = _check_num_classes(num_classes)
-        counts = None if class_counts is None else _check_class_counts(class_counts, k)
+        k = check_num_classes(num_classes)
+        counts = None if class_counts is None else check_class_counts(class_counts, k)
         self.num_classes, self.class_counts = k, counts
 
     def require_num_classes(self) -> int:
@@ -529,52 +547,6 @@ def _number(value: float | Tensor) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _check_num_classes(num_classes: int) -> int:
-    try:
-        k = operator.index(num_classes)
-    except TypeError:
-        k = None
-    if k is None or isinstance(num_classes, bool) or k < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    return k
-
-
-def _check_class_counts(class_counts: Sequence[int] | Tensor, k: int) -> Tensor:
-    """Training samples per class: k whole numbers >= 0, returned as an int64 tensor."""
-    counts = torch.as_tensor(class_counts).detach().cpu()
-    if counts.dim() != 1 or counts.numel() != k:
-        raise ValueError(
-            f"class_counts must have one entry per class ({k}), got shape {tuple(counts.shape)}"
-        )
-    bad = counts < 0
-    if counts.is_floating_point():
-        bad |= counts != counts.round()
-    if bad.any():
-        c = int(bad.nonzero()[0])
-        raise ValueError(
-            f"class_counts must be whole numbers >= 0, got {counts[c].item()!r} for class {c}"
-        )
-    return counts.to(torch.long)
-
-
 def check_epsilon(name: str, value: float) -> float:
-    """Validate a smoothing amount: a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: float) -> float:
-    """Validate a number > 0 (e.g. an exponent)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    """Validate a name against the allowed ones."""
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
+    """Validate a smoothing amount: a number in [0, 1) (1 would erase the label)."""
+    return check_probability(name, value, include_one=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -10,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adaptls.checks import check_int, check_positive
 from adaptls.smoothing._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
     reduce_rows,
 )
-from adaptls.smoothing.base import SoftTarget, check_positive
+from adaptls.smoothing.base import SoftTarget
 
 #: The validation statistics of one pass: per-epoch sums, reduced in on_validation_end.
 VALIDATION_STATES = ("val_grad_sum", "val_constraint_sum", "val_rows")
@@ -231,13 +231,3 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
             "rho_growth": self.rho_growth,
             "tau": self.tau,
         }
-
-
-def check_int(name: str, value: int, *, minimum: int) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return number

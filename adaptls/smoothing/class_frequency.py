@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_class_counts
 from adaptls.smoothing.base import (
     SmoothingStrategy,
     SoftTarget,
@@ -43,13 +44,7 @@ def label_aware_epsilon(
     """
     check_choice("shape", shape, SHAPES)
     check_positive("power", power)
-    given = torch.as_tensor(class_counts)
-    if given.dim() != 1 or given.numel() == 0:
-        raise ValueError(f"class_counts must be 1-d and non-empty, got shape {tuple(given.shape)}")
-    if (given < 0).any():
-        c = int((given < 0).nonzero()[0])
-        raise ValueError(f"class_counts must be >= 0, got {given[c].item()!r} for class {c}")
-    counts = given.double()
+    counts = check_class_counts(class_counts).double()
     n_max, n_min = counts.max(), counts.min()
     if n_max == n_min:
         r = torch.ones_like(counts)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_nonnegative
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
 
 
@@ -67,9 +68,7 @@ class FeedbackSmoothing(SmoothingStrategy):
                 f"need epsilon_min <= epsilon_init <= epsilon_max, got {epsilon_min}, "
                 f"{epsilon_init}, {epsilon_max}"
             )
-        if isinstance(gain, bool) or not isinstance(gain, int | float) or not gain >= 0:
-            raise ValueError(f"gain must be a number >= 0, got {gain!r}")
-        self.gain = float(gain)
+        self.gain = check_nonnegative("gain", gain)
         self.per_class = bool(per_class)
         self._declare(1)
 

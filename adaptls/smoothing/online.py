@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_choice, check_probability
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 
 
@@ -43,12 +44,8 @@ class OnlineSmoothing(SmoothingStrategy):
 
     def __init__(self, alpha: float = 0.5, init: str = "zeros", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
-        if init not in ("zeros", "uniform"):
-            raise ValueError(f"init must be one of 'zeros', 'uniform'; got {init!r}")
-        self.alpha = float(alpha)
-        self.init = init
+        self.alpha = check_probability("alpha", alpha)
+        self.init = check_choice("init", init, ("zeros", "uniform"))
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         super().setup(num_classes, class_counts)

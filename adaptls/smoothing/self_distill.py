@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_probability
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 
 
@@ -46,11 +47,7 @@ class SelfDistillSmoothing(SmoothingStrategy):
 
     def __init__(self, alpha_T: float = 0.8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(alpha_T, bool) or not isinstance(alpha_T, int | float):
-            raise TypeError(f"alpha_T must be a number in [0, 1], got {alpha_T!r}")
-        if not 0.0 <= alpha_T <= 1.0:
-            raise ValueError(f"alpha_T must be in [0, 1], got {alpha_T!r}")
-        self.alpha_T = float(alpha_T)
+        self.alpha_T = check_probability("alpha_T", alpha_T)
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         if class_counts is None:

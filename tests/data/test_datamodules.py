@@ -102,7 +102,7 @@ def test_data_facts_before_setup_raise_a_clear_error():
         ),
         (
             {"imbalance_profile": "linear"},
-            "imbalance_profile must be one of 'exp', 'step', got 'linear'",
+            "imbalance_profile must be one of 'exp', 'step'; got 'linear'",
         ),
         ({"val_fraction": 0.0}, r"val_fraction must be a number in \(0, 1\), got 0.0"),
         ({"val_fraction": 1.0}, r"val_fraction must be a number in \(0, 1\), got 1.0"),

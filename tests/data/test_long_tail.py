@@ -49,7 +49,7 @@ def test_bad_ratio_is_rejected_with_its_value(ratio):
 
 def test_unknown_profile_is_rejected():
     with pytest.raises(
-        ValueError, match=r"imbalance_profile must be one of 'exp', 'step', got 'log'"
+        ValueError, match=r"imbalance_profile must be one of 'exp', 'step'; got 'log'"
     ):
         long_tail_counts(100, 10, 10, "log")
 

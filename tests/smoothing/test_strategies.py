@@ -187,7 +187,12 @@ def test_setup_checks_the_data_facts(num_classes, counts, message):
 @pytest.mark.parametrize(
     ("cls", "hparams", "error", "message"),
     [
-        (UniformSmoothing, {"epsilon": 1.0}, ValueError, r"epsilon must be in \[0, 1\), got 1\.0"),
+        (
+            UniformSmoothing,
+            {"epsilon": 1.0},
+            ValueError,
+            r"epsilon must be a number in \[0, 1\), got 1\.0",
+        ),
         (UniformSmoothing, {"epsilon": -0.1}, ValueError, r"\[0, 1\), got -0\.1"),
         (UniformSmoothing, {"epsilon": "0.1"}, TypeError, r"epsilon must be a number .*'0\.1'"),
         (UniformSmoothing, {"epsilon": True}, TypeError, r"got True"),

@@ -100,7 +100,7 @@ def test_the_cli_exits_with_status_2_and_writes_only_its_log(run_cli, tmp_path):
         "smoothing.epsilon=1.5", f"hydra.run.dir={run_dir}", cwd=tmp_path, program=[script]
     )
     assert result.returncode == 2, result.stdout + result.stderr
-    message = "smoothing.epsilon must be in [0, 1), got 1.5"
+    message = "smoothing.epsilon must be a number in [0, 1), got 1.5"
     assert message in result.stdout + result.stderr
     assert message in (run_dir / "train.log").read_text()
     assert {p.name for p in run_dir.iterdir()} == {"train.log", ".hydra"}
