@@ -26,14 +26,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from adaptls.data.checks import check_int
+from adaptls.checks import atomic_write, check_int
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +91,7 @@ def load_or_train_bpe(
     ``vocab_size`` in [258, 32000] counts the 256 byte symbols and the two special tokens;
     ``min_frequency`` (>= 1) is how often a pair must occur to be merged.
     """
-    vocab_size = check_int("vocab_size", vocab_size, minimum=MIN_VOCAB_SIZE)
-    if vocab_size > MAX_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be an int <= {MAX_VOCAB_SIZE}, got {vocab_size}")
+    vocab_size = check_vocab_size(vocab_size)
     min_frequency = check_int("min_frequency", min_frequency, minimum=1)
     if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
         raise ValueError("texts must be a sequence of strings (the training documents)")
@@ -108,6 +105,14 @@ def load_or_train_bpe(
     tokenizer = train_bpe(texts, vocab_size=vocab_size, min_frequency=min_frequency)
     _save_atomically(tokenizer, path)
     return BPETokenizer(tokenizer, path)
+
+
+def check_vocab_size(vocab_size: int) -> int:
+    """A vocabulary size byte-level BPE can have here: an int in [258, 32000]."""
+    vocab_size = check_int("vocab_size", vocab_size, minimum=MIN_VOCAB_SIZE)
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(f"vocab_size must be an int <= {MAX_VOCAB_SIZE}, got {vocab_size}")
+    return vocab_size
 
 
 def train_bpe(texts: Iterable[str], *, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
@@ -141,15 +146,8 @@ def cache_key(texts: Iterable[str], *, vocab_size: int, min_frequency: int) -> s
 
 
 def _save_atomically(tokenizer: Tokenizer, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        tokenizer.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as file:
+        file.write(tokenizer.to_str())
 
 
 def _token_id(tokenizer: Tokenizer, token: str) -> int:
