@@ -135,6 +135,9 @@ class SmoothingStrategy(nn.Module):
         self.add_state("applied_rows_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
         self.add_state("applied_epsilon_total", torch.zeros((), dtype=torch.float64))
         self.add_state("applied_rows_total", torch.zeros((), dtype=torch.float64))
+        # Training batches with a float epsilon whose rows are not counted yet (see
+        # _record_applied).
+        self._uncounted = _Uncounted()
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -399,6 +402,7 @@ class SmoothingStrategy(nn.Module):
         A collective: every rank must call it at the same point (the module calls
         :meth:`on_validation_end` on every rank, right where its metrics are synced).
         """
+        self._count_uncounted()
         for name in names:
             spec = self._states[name]
             if spec.reduce is None:
@@ -448,12 +452,14 @@ class SmoothingStrategy(nn.Module):
     def reset_states(self, *, per_epoch: bool = False) -> None:
         """Set declared states back to their defaults (only the reduced, per-epoch ones
         with ``per_epoch=True``), on their current device."""
+        self._uncounted.clear()  # they belong to this epoch
         for name, spec in self._states.items():
             if spec.reduce is not None or not per_epoch:
                 current = getattr(self, name)
                 setattr(self, name, spec.default.to(current.device, copy=True))
 
     def get_extra_state(self) -> dict[str, Tensor]:
+        self._count_uncounted()  # a checkpoint mid-epoch holds every batch seen so far
         return {name: getattr(self, name).detach().clone() for name in self._states}
 
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
@@ -528,17 +534,89 @@ class SmoothingStrategy(nn.Module):
             self._record_applied(epsilon, y)
         return SoftTarget(epsilon, prior, prior_index)
 
-    @torch.no_grad()
     def _record_applied(self, epsilon: float | Tensor, y: Tensor) -> None:
-        """Add this training batch's epsilon to the running sums (device-side, no sync)."""
+        """Add this training batch's epsilon to the running sums (device-side, no sync).
+
+        A float epsilon (uniform smoothing and every strategy with one scalar) launches no
+        kernel here: the batch's targets are kept and counted later, many batches in one
+        pass (:meth:`_count_uncounted`; at most :data:`_UNCOUNTED_BATCHES` batches or
+        :data:`_UNCOUNTED_ELEMENTS` targets wait). Counting the rows a batch at a time
+        (compare, sum, multiply, two adds) cost about 30 us per call on CPU, 15% of
+        PyTorch's whole label-smoothing forward + backward at 128 x 10, and on a GPU five
+        kernel launches. Under ``torch.compile`` or a CUDA graph capture the rows are
+        counted at once (there, device operations are what gets recorded).
+        """
+        if not isinstance(epsilon, Tensor) and not (
+            torch.compiler.is_compiling()
+            or (y.is_cuda and torch.cuda.is_current_stream_capturing())
+        ):
+            if self._uncounted.add(float(epsilon), y):
+                self._count_uncounted()
+            return
         counted = y != self.ignore_index
         rows = counted.sum(dtype=torch.float64)
         if isinstance(epsilon, Tensor) and epsilon.dim():
-            total = (epsilon.to(torch.float64) * counted).sum()
+            total = (epsilon.detach().to(torch.float64) * counted).sum()
         else:  # a float or a 0-d tensor: no host-to-device copy of a Python number
-            total = rows * epsilon
+            total = rows * (epsilon.detach() if isinstance(epsilon, Tensor) else epsilon)
         self.applied_epsilon_epoch += total.to(self.applied_epsilon_epoch.device)
         self.applied_rows_epoch += rows.to(self.applied_rows_epoch.device)
+
+    def _count_uncounted(self) -> None:
+        """Count the rows of the batches :meth:`_record_applied` kept: one pass over the
+        targets of all batches that share an epsilon and a device (device-side, no sync)."""
+        batches = self._uncounted.take()
+        if not batches:
+            return
+        groups: dict[tuple[float, torch.device], list[Tensor]] = {}
+        for epsilon, y, version in batches:
+            if y._version != version:
+                raise RuntimeError(
+                    f"the targets of a training call of {type(self).__name__} were modified "
+                    "in place before its rows were counted for smoothing_amount(); pass "
+                    "targets that stay unchanged after the call (e.g. y.clone())"
+                )
+            groups.setdefault((epsilon, y.device), []).append(y)
+        device = self.applied_rows_epoch.device
+        with torch.no_grad():
+            for (epsilon, _), ys in groups.items():
+                targets = ys[0] if len(ys) == 1 else torch.cat(ys)
+                rows = (targets != self.ignore_index).sum(dtype=torch.float64).to(device)
+                self.applied_rows_epoch += rows
+                self.applied_epsilon_epoch += rows * epsilon
+
+
+class _Uncounted:
+    """Training batches (epsilon, targets, the targets' version) whose rows are not counted
+    yet. A plain object, not a module attribute that is reassigned: ``nn.Module``'s
+    ``__setattr__`` alone costs a microsecond or two per call."""
+
+    __slots__ = ("batches", "elements")
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[float, Tensor, int]] = []
+        self.elements = 0
+
+    def add(self, epsilon: float, y: Tensor) -> bool:
+        """Keep a batch; True when the kept ones should be counted now."""
+        self.batches.append((epsilon, y, y._version))
+        self.elements += y.numel()
+        return len(self.batches) >= _UNCOUNTED_BATCHES or self.elements >= _UNCOUNTED_ELEMENTS
+
+    def take(self) -> list[tuple[float, Tensor, int]]:
+        batches = self.batches
+        self.clear()
+        return batches
+
+    def clear(self) -> None:
+        self.batches, self.elements = [], 0
+
+
+# Training batches with a float epsilon wait at most this long to be counted (see
+# SmoothingStrategy._record_applied): the count's cost spreads over 64 calls, and the
+# targets kept alive meanwhile are at most 2 Mi int64 values (16 MiB).
+_UNCOUNTED_BATCHES = 64
+_UNCOUNTED_ELEMENTS = 1 << 21
 
 
 def _number(value: float | Tensor) -> float | None:
