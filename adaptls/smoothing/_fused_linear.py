@@ -21,6 +21,14 @@ prior) is linear in the logits and never touches the (rows, V) buffer:
 :math:`-u \sum_i \varepsilon_i w_i` for :math:`b`: O(N D + V D) work in all. Per-row priors
 (an (N, V) tensor or rows of a table) are read chunk by chunk, against the chunk's logits.
 
+An epsilon decided from the logits themselves (confidence-adaptive smoothing) is a
+:class:`RowEpsilon`: a function of per-row statistics the chunk pass has in hand anyway
+(:class:`RowStatistics`: the log-sum-exp and the target logit relative to the row
+maximum, and on request the entropy), called on each chunk after its softmax denominator
+and before its loss and gradient, so the epsilon costs no second pass over the logits.
+The epsilons it decided are kept ((N,), :attr:`RowEpsilon.values`) and reused as a plain
+per-row epsilon when the backward recomputes the chunks.
+
 Nothing N x V is ever allocated; besides the gradients themselves (N x D and V x D, kept in
 the accumulation dtype until the backward hands them out) the memory is one (rows, V)
 logits buffer, plus one more for per-row priors that need a cast or a gather.
@@ -29,6 +37,9 @@ logits buffer, plus one more for per-row priors that need a cast or a gather.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -76,6 +87,38 @@ def chunk_rows(n: int, v: int, device: torch.device) -> int:
     return max(1, min(n, max(rows, _MIN_CHUNK_ROWS)))
 
 
+class RowStatistics(NamedTuple):
+    r"""Statistics of one chunk's logits :math:`z_i` (rows,), in the accumulation dtype,
+    relative to the row maximum :math:`m_i = \max_j z_{ij}` (all detached).
+
+    - ``log_total``: :math:`\mathrm{logsumexp}(z_i) - m_i \ge 0`, so the top-1
+      probability is :math:`\exp(-\text{log_total})`;
+    - ``target``: :math:`z_{iy_i} - m_i \le 0` (class 0 on ignored rows), so the target's
+      probability is :math:`\exp(\text{target} - \text{log_total})`;
+    - ``entropy``: :math:`H(\mathrm{softmax}(z_i))` when the :class:`RowEpsilon` asks for
+      it, else None. It costs one more elementwise pass over the chunk (a log) and a
+      chunk-sized temporary: :math:`H = \text{log_total} - \sum_j e_{ij}\log e_{ij}
+      / \sum_j e_{ij}` with :math:`e_{ij} = \exp(z_{ij} - m_i)`.
+    """
+
+    log_total: Tensor
+    target: Tensor
+    entropy: Tensor | None
+
+
+@dataclass
+class RowEpsilon:
+    """A per-row epsilon decided inside the kernel: ``factor * fn(stats)`` for each chunk's
+    :class:`RowStatistics` (``fn`` returns (rows,) values). ``entropy``: whether ``fn``
+    reads ``stats.entropy``. After the call, ``values`` holds fn's (N,) results (before
+    ``factor``; ignored rows included) in the accumulation dtype."""
+
+    fn: Callable[[RowStatistics], Tensor]
+    entropy: bool = False
+    factor: float = 1.0
+    values: Tensor | None = None
+
+
 def fused_linear_soft_target_cross_entropy(
     hidden: Tensor,
     weight: Tensor,
@@ -89,10 +132,14 @@ def fused_linear_soft_target_cross_entropy(
 ) -> Tensor:
     """The loss of (N, D) ``hidden`` through the (V, D) ``weight`` (and (V,) ``bias``) against
     (N,) int64 ``targets``, without input checks. ``epsilon``: a float, a 0-d or an (N,)
-    tensor; ``prior``: None, (V,), (N, V) or, with an (N,) ``prior_index``, an (M, V) table.
+    tensor, or a :class:`RowEpsilon`; ``prior``: None, (V,), (N, V) or, with an (N,) ``prior_index``, an (M, V) table.
     Returns the reduced loss, or (N,) per-row losses for ``reduction="none"``."""
     n = targets.numel()
-    eps = _as_row_epsilon(epsilon, n, _compute_dtype(hidden.dtype), hidden.device)
+    if isinstance(epsilon, RowEpsilon):
+        eps = epsilon
+        epsilon.values = torch.empty(n, dtype=_compute_dtype(hidden.dtype), device=hidden.device)
+    else:
+        eps = _as_row_epsilon(epsilon, n, _compute_dtype(hidden.dtype), hidden.device)
     if isinstance(eps, float) and eps == 0.0:
         prior = prior_index = None  # the prior has no weight: skip reading it
     if prior is not None:
@@ -132,6 +179,8 @@ class _LinearSoftTargetCrossEntropy(torch.autograd.Function):
             loss, grads = kernel.run("sum", kernel.keep * scale, needs)
         else:
             loss, grads = kernel.run("rows" if reduction == "none" else "sum", None, needs)
+        if isinstance(eps, RowEpsilon):  # the backward reuses the epsilons decided here
+            eps = eps.values * eps.factor
         ctx.save_for_backward(hidden, weight, bias, targets, *_tensors(eps, prior, prior_index))
         ctx.grads = grads if eager else None
         ctx.eps_float = eps if isinstance(eps, float) else None
@@ -231,22 +280,33 @@ class _Kernel:
             z = self._logits(h, e - s)
             y = self.y[s:e]
             keep = self.keep[s:e]
-            eps = keep * self.eps if isinstance(self.eps, float) else keep * self.eps[s:e]
             m = z.amax(dim=1, keepdim=True)
             z.sub_(m)
             u_rows = self._prior_rows(s, e) if self.per_row else None
-            row = None
+            adaptive = isinstance(self.eps, RowEpsilon)
+            # loss_i = lse(z_i) - (1 - eps_i) z_iy - eps_i <u_i, z_i>, all in the shifted
+            # coordinates z - m_i (t_i sums to 1, so the shift cancels); the parts that
+            # read the shifted logits are taken before the exponential overwrites them
+            zy = z.gather(1, y).squeeze(1) if loss is not None or adaptive else None
+            uz = None
             if loss is not None:
-                # loss_i = lse(z_i) - (1 - eps_i) z_iy - eps_i <u_i, z_i>, all in the
-                # shifted coordinates z - m_i (t_i sums to 1, so the shift cancels)
-                row = z.gather(1, y).squeeze(1).mul_(eps - 1.0)
                 if self.per_row:
-                    row.sub_(eps * torch.linalg.vecdot(u_rows, z))
+                    uz = torch.linalg.vecdot(u_rows, z)
                 elif self.shared:
-                    row.sub_(eps * (self._dot_u(h) - m.squeeze(1)))
+                    uz = self._dot_u(h) - m.squeeze(1)
             total = z.exp_().sum(dim=1)
+            log_total = total.log() if loss is not None or adaptive else None
+            if adaptive:
+                eps = keep * self._decide_epsilon(s, e, log_total, zy, z, total)
+            elif isinstance(self.eps, float):
+                eps = keep * self.eps
+            else:
+                eps = keep * self.eps[s:e]
             if loss is not None:
-                row = torch.where(keep > 0, row.add_(total.log()), 0.0)
+                row = zy * (eps - 1.0)
+                if uz is not None:
+                    row.sub_(eps * uz)
+                row = torch.where(keep > 0, row.add_(log_total), 0.0)
                 if loss == "rows":
                     out[s:e] = row
                 else:
@@ -284,6 +344,18 @@ class _Kernel:
             if need_b:
                 db.sub_(e_sum / v if self.u is None else self.u * e_sum)
         return (out if loss is not None else None), (dh, dw, db)
+
+    def _decide_epsilon(
+        self, s: int, e: int, log_total: Tensor, zy: Tensor, ez: Tensor, total: Tensor
+    ) -> Tensor:
+        """The :class:`RowEpsilon`'s epsilon for rows s..e, from the chunk's statistics
+        (``ez``: the exponentiated shifted logits, ``total`` their row sums)."""
+        entropy = None
+        if self.eps.entropy:
+            entropy = log_total - torch.special.xlogy(ez, ez).sum(dim=1) / total
+        raw = self.eps.fn(RowStatistics(log_total, zy, entropy))
+        self.eps.values[s:e] = raw
+        return raw * self.eps.factor if self.eps.factor != 1.0 else raw
 
     def _logits(self, h: Tensor, rows: int) -> Tensor:
         """The chunk's logits h W^T + b in the accumulation dtype, in the reused buffer."""

@@ -8,6 +8,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaptls.smoothing._fused_linear import (
+    RowEpsilon,
+    RowStatistics,
+    fused_linear_soft_target_cross_entropy,
+)
 from adaptls.smoothing.base import (
     SmoothingStrategy,
     SoftTarget,
@@ -34,9 +39,19 @@ class ConfidenceSmoothing(SmoothingStrategy):
     (uniform over all K classes, PyTorch's convention). Over-confident samples get more
     smoothing, uncertain ones less: the common thread of confidence-driven targets
     (REFERENCES.md).
+
+    Through the fused linear path (:meth:`linear_loss`, vocabulary-sized K) the confidence
+    comes from per-row statistics of the chunk pass that computes the loss anyway, never
+    from a second softmax over K: with :math:`m_i` the row maximum,
+    max_prob :math:`= e^{-(\mathrm{lse}_i - m_i)}`, target_prob
+    :math:`= e^{x_{iy_i} - \mathrm{lse}_i}`, and the entropy from one more reduction over
+    the chunk's exponentials (:class:`~adaptls.smoothing._fused_linear.RowStatistics`).
+    Unlike the unfused path (float32 softmax), the statistics are in the kernel's
+    accumulation dtype (float64 for float64 inputs).
     """
 
     name: ClassVar[str] = "confidence"
+    linear_unsupported: ClassVar[str | None] = None  # its signal: per-row kernel statistics
 
     def __init__(
         self,
@@ -68,14 +83,42 @@ class ConfidenceSmoothing(SmoothingStrategy):
         entropy = -torch.special.xlogy(p, p).sum(dim=-1)
         return (1.0 - entropy / math.log(p.shape[-1])).clamp_(0.0, 1.0)
 
+    def confidence_of(self, stats: RowStatistics, num_classes: int) -> Tensor:
+        """c_i from the fused linear kernel's per-row statistics (see the class docstring)."""
+        if self.signal == "max_prob":
+            return torch.exp(-stats.log_total)
+        if self.signal == "target_prob":
+            return torch.exp(stats.target - stats.log_total)
+        return (1.0 - stats.entropy / math.log(num_classes)).clamp_(0.0, 1.0)
+
+    def epsilon_of(self, c: Tensor) -> Tensor:
+        """eps_i = eps_min + (eps_max - eps_min) c_i^p."""
+        return self.epsilon_min + (self.epsilon_max - self.epsilon_min) * c.pow(self.power)
+
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
     ) -> SoftTarget:
-        c = self.confidence(logits, targets)
-        eps = self.epsilon_min + (self.epsilon_max - self.epsilon_min) * c.pow(self.power)
+        eps = self.epsilon_of(self.confidence(logits, targets))
         # kept whole with a mask, not as eps[mask] (a host sync: its size depends on values)
         self._last_epsilon, self._last_counted = eps, targets != self.ignore_index
         return SoftTarget(eps)
+
+    def linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
+        k = weight.shape[0]
+        row_epsilon = RowEpsilon(
+            lambda stats: self.epsilon_of(self.confidence_of(stats, k)),
+            entropy=self.signal == "entropy",
+            factor=self.schedule_factor,
+        )
+        loss = fused_linear_soft_target_cross_entropy(
+            hidden, weight, bias, targets, row_epsilon, None, None, self.ignore_index, reduction
+        )
+        eps = row_epsilon.values
+        self._last_epsilon, self._last_counted = eps, targets != self.ignore_index
+        if self.training and torch.is_grad_enabled():
+            factor = row_epsilon.factor
+            self._record_applied(eps * factor if factor != 1.0 else eps, targets)
+        return loss
 
     @torch.no_grad()
     def log_values(self) -> dict[str, float | Tensor]:

@@ -170,3 +170,30 @@ def test_function_reads_no_values(prior_kind, eps_kind, dtype, chunk, monkeypatc
                 loss.backward(retain_graph=True)
                 loss.backward()  # a second backward recomputes the gradient
         assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", list(strategies()))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_strategy_linear_loss_reads_no_values(name, reduction, monkeypatch):
+    # the fused linear path: forward, backward (eager gradients, or recomputed for "none")
+    strategy = strategies()[name]
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(2, 40, 6, generator=g).requires_grad_()
+    weight = torch.randn(K, 6, generator=g).requires_grad_()
+    bias = torch.randn(K, generator=g).requires_grad_()
+    targets = torch.randint(0, K, (2, 40), generator=g)
+    targets[:, ::5] = -100
+    with no_host_reads(monkeypatch):
+        loss = strategy.linear_loss(hidden, weight, targets, bias=bias, reduction=reduction)
+        loss.backward(torch.ones_like(loss))
+        strategy.log_values()
+    assert torch.isfinite(weight.grad).all()
+
+
+def test_linear_debug_checks_are_where_the_host_reads_are(monkeypatch):
+    strategy = strategies()["uniform"]
+    hidden, weight = torch.randn(8, 3), torch.randn(K, 3)
+    targets = torch.arange(8)
+    monkeypatch.setattr(functional, "DEBUG_CHECKS", True)
+    with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+        strategy.linear_loss(hidden, weight, targets)

@@ -10,7 +10,9 @@ Everything runs in float64 with chunks of 5 rows (so batches end mid-chunk), com
 a float64 tolerance: the two paths sum the same terms in a different order. Learned
 per-row priors (online's S, self-distillation's table) are float32 state whose rows sum to
 1 only within ~K 2^-24; the two kernels shift the logits by different amounts, which that
-rounding turns into differences up to ~eps * max|z| * K 2^-24 (~1e-6 here): ``PRIOR_TOL``.
+rounding turns into differences up to ~eps * max|z| * K 2^-24 (~1e-6 here); and the
+unfused confidence signal is a float32 softmax (the linear path's is float64 here), so its
+epsilons agree to ~1e-7: both are compared at ``F32_TOL``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ N_SAMPLES = sum(COUNTS)
 SUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls.linear_unsupported is None)
 UNSUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls.linear_unsupported is not None)
 TOL = {"atol": 1e-12, "rtol": 1e-10}
-PRIOR_TOL = {"atol": 1e-6, "rtol": 1e-6}
+F32_TOL = {"atol": 1e-6, "rtol": 1e-6}
 
 
 def tolerance(name, stateful):
-    return PRIOR_TOL if stateful and name in ("online", "self_distill") else TOL
+    if name == "confidence" or (stateful and name in ("online", "self_distill")):
+        return F32_TOL
+    return TOL
 
 
 @contextlib.contextmanager
@@ -113,7 +117,7 @@ def test_linear_loss_equals_the_unfused_strategy(name, reduction, stateful):
     torch.testing.assert_close(loss, ref, **tol)
     for got, want in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, want, **tol)
-    torch.testing.assert_close(record, ref_record, **TOL)
+    torch.testing.assert_close(record, ref_record, **tol)
     assert record[1] == (batch()[3] != -100).sum()  # the record counted the batch's rows
 
 
@@ -125,7 +129,7 @@ def test_the_schedule_factor_applies_through_the_linear_path(name):
     (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, "mean")
     torch.testing.assert_close(loss, ref, **tolerance(name, True))
     torch.testing.assert_close(grads[1], ref_grads[1], **tolerance(name, True))
-    torch.testing.assert_close(record, ref_record, **TOL)
+    torch.testing.assert_close(record, ref_record, **tolerance(name, True))
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
