@@ -11,10 +11,12 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from adaptls.metrics import CalibrationSuite
+from adaptls.mix import Mixed, NoMix
 from adaptls.smoothing import SmoothingStrategy
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+Mixer = Callable[[Tensor, Tensor], Mixed]
 
 
 class SmoothingClassifier(pl.LightningModule):
@@ -24,10 +26,12 @@ class SmoothingClassifier(pl.LightningModule):
 
     - ``setup(num_classes, class_counts)`` once, here, with the datamodule's facts;
     - ``set_epoch(epoch, max_epochs)`` at the start of every training epoch;
-    - ``strategy(logits, targets, indices=indices)`` is the training loss (``indices``: the
-      batch's positions in the training set, when the data yields them); the validation
-      loss is ``strategy(logits, targets)``;
-    - ``observe(logits, targets, indices)`` after every training step (detached logits);
+    - ``mixed_loss(logits, y_a, y_b, lam, indices_a=, indices_b=)`` is the training loss of
+      the batch as ``mix`` returns it (``indices``: the batch's positions in the training
+      set, when the data yields them; unmixed, lam = 1, it is ``strategy(logits, y,
+      indices=indices)``); the validation loss is ``strategy(logits, targets)``;
+    - ``observe_mixed(logits, y_a, y_b, lam, indices_a, indices_b)`` after every training
+      step (detached logits; unmixed, it is ``observe(logits, y, indices)``);
     - ``on_epoch_end()`` once per training epoch, *inside the epoch's last training step*,
       right after its ``observe``. It reduces the strategy's statistics across ranks, and a
       collective is only safe where every rank is sure to arrive in the same order: the
@@ -50,6 +54,7 @@ class SmoothingClassifier(pl.LightningModule):
         scheduler: builds an epoch-wise LR scheduler from the optimizer, or ``None``.
         num_classes, class_counts: facts from the datamodule (training split counts).
         n_bins: calibration bins for the metrics.
+        mix: the training batches' mixing augmentation (:mod:`adaptls.mix`; default none).
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class SmoothingClassifier(pl.LightningModule):
         num_classes: int,
         class_counts: Sequence[int] | None = None,
         n_bins: int = 15,
+        mix: Mixer | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -73,6 +79,7 @@ class SmoothingClassifier(pl.LightningModule):
         self.class_counts = list(class_counts) if class_counts is not None else None
         self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+        self.mix = mix if mix is not None else NoMix()
         self._epoch_ended = False
 
     def forward(self, x: Tensor) -> Tensor:
@@ -86,22 +93,32 @@ class SmoothingClassifier(pl.LightningModule):
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
         indices = batch[2] if len(batch) > 2 else None  # positions in the training set
-        logits = self(x)
-        loss = self.strategy(logits, y, indices=indices)
+        mixed = self.mix(x, y)
+        partner = mixed.partner(indices)
+        logits = self(mixed.x)
+        loss = self.strategy.mixed_loss(
+            logits, mixed.y_a, mixed.y_b, mixed.lam, indices_a=indices, indices_b=partner
+        )
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss {loss.item()} at global step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}); strategy "
                 f"{self.strategy!r} with values {self.strategy.log_values()}"
             )
-        self.strategy.observe(logits.detach(), y, indices)
+        self.strategy.observe_mixed(
+            logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
+        )
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self.strategy.on_epoch_end()
             self._epoch_ended = True
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
         # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        acc = (logits.detach().argmax(-1) == y).float().mean()
+        # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
+        pred = logits.detach().argmax(-1)
+        acc = (pred == mixed.y_a).float().mean() * mixed.lam
+        if mixed.lam < 1.0:
+            acc = acc + (pred == mixed.y_b).float().mean() * (1.0 - mixed.lam)
         self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
         values = self.strategy.log_values()
         if values:

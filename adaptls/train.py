@@ -52,6 +52,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     model_factory = instantiate_group(cfg, "model")
     optimizer = instantiate_group(cfg, "optimizer")
     scheduler = instantiate_group(cfg, "scheduler") if cfg.get("scheduler") else None
+    mix = instantiate_group(cfg, "mix") if cfg.get("mix") else None
     net = call_partial(
         cfg,
         "model",
@@ -103,6 +104,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         num_classes=datamodule.num_classes,
         class_counts=datamodule.class_counts,
         n_bins=cfg.n_bins,
+        mix=mix,
     )
     return datamodule, module, trainer
 

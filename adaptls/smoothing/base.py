@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -138,6 +139,7 @@ class SmoothingStrategy(nn.Module):
         # Training batches with a float epsilon whose rows are not counted yet (see
         # _record_applied).
         self._uncounted = _Uncounted()
+        self._applied_weight = 1.0  # set by mixed_loss while it scores one constituent
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -339,6 +341,75 @@ class SmoothingStrategy(nn.Module):
             ignore_index=self.ignore_index,
         )
         return t.view(logits.shape)
+
+    # ------------------------------------------------------------------ mixed batches
+    def mixed_loss(
+        self,
+        logits: Tensor,
+        targets_a: Tensor,
+        targets_b: Tensor,
+        lam: float,
+        reduction: str = "mean",
+        *,
+        indices_a: Tensor | None = None,
+        indices_b: Tensor | None = None,
+    ) -> Tensor:
+        """The loss of a mixed batch (mixup, cutmix): ``lam * loss(y_a) + (1 - lam) * loss(y_b)``.
+
+        Row i is the mix ``lam * x_a + (1 - lam) * x_b`` of two samples with labels
+        ``targets_a[i]`` and ``targets_b[i]`` (sample indices ``indices_a``/``indices_b``).
+        For a soft-target cross-entropy this is *exactly* the cross-entropy against the
+        mixed target ``lam * t(y_a) + (1 - lam) * t(y_b)``, t this strategy's own soft
+        target: the loss is linear in the target. So smoothing is applied once (never to
+        an already mixed label), and the loss is two fused passes over the logits, never
+        a dense N x K target. For losses that are not a soft-target CE (focal, MbLS, ...)
+        the same convex combination *defines* the mixed loss (the mixup paper's
+        ``mixup_criterion``): label-free penalty terms (MbLS, ACLS) count once in total,
+        label-dependent ones (focal weights, MDCA's class frequencies) are those of each
+        constituent, weighted by lam.
+
+        ``lam`` is a Python number in [0, 1]; lam = 1 is the unmixed loss of ``targets_a``
+        (one pass). The applied-epsilon record counts each row once, its epsilon being the
+        lam-weighted mean of the two (:meth:`smoothing_amount`).
+        """
+        if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0.0 <= lam <= 1.0:
+            raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
+        if lam == 1.0:
+            return self(logits, targets_a, reduction, indices=indices_a)
+        if lam == 0.0:
+            return self(logits, targets_b, reduction, indices=indices_b)
+        with _record_weight(self, lam):
+            loss_a = self(logits, targets_a, reduction, indices=indices_a)
+        with _record_weight(self, 1.0 - lam):
+            loss_b = self(logits, targets_b, reduction, indices=indices_b)
+        return lam * loss_a + (1.0 - lam) * loss_b
+
+    def observe_mixed(
+        self,
+        logits: Tensor,
+        targets_a: Tensor,
+        targets_b: Tensor,
+        lam: float,
+        indices_a: Tensor | None = None,
+        indices_b: Tensor | None = None,
+    ) -> None:
+        """:meth:`observe` for a mixed batch: each row counts as its *dominant* constituent
+        (``targets_a`` where lam >= 0.5, else ``targets_b``), with the logits of the mixed
+        input.
+
+        Why the dominant label: a mixed input is an augmented view of the sample that
+        makes up most of it (lam ~ Beta(alpha, alpha) with alpha <= 1 puts most of its
+        mass near 0 and 1), so statistics keyed by label or sample (online smoothing's
+        class rows, self-distillation's stored predictions) keep being collected on
+        every batch, also when every batch is mixed (collecting from unmixed batches only
+        would then collect nothing). Online smoothing still counts a row only where the
+        prediction equals that label. The price: predictions on mixed inputs are softer
+        than on clean ones, so such statistics are softer too.
+        """
+        if lam >= 0.5:
+            self.observe(logits, targets_a, indices_a)
+        else:
+            self.observe(logits, targets_b, indices_b)
 
     # ------------------------------------------------------------------ hooks
     #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).
@@ -546,9 +617,13 @@ class SmoothingStrategy(nn.Module):
         kernel launches. Under ``torch.compile`` or a CUDA graph capture the rows are
         counted at once (there, device operations are what gets recorded).
         """
-        if not isinstance(epsilon, Tensor) and not (
-            torch.compiler.is_compiling()
-            or (y.is_cuda and torch.cuda.is_current_stream_capturing())
+        if (
+            self._applied_weight == 1.0
+            and not isinstance(epsilon, Tensor)
+            and not (
+                torch.compiler.is_compiling()
+                or (y.is_cuda and torch.cuda.is_current_stream_capturing())
+            )
         ):
             if self._uncounted.add(float(epsilon), y):
                 self._count_uncounted()
@@ -559,8 +634,10 @@ class SmoothingStrategy(nn.Module):
             total = (epsilon.detach().to(torch.float64) * counted).sum()
         else:  # a float or a 0-d tensor: no host-to-device copy of a Python number
             total = rows * (epsilon.detach() if isinstance(epsilon, Tensor) else epsilon)
-        self.applied_epsilon_epoch += total.to(self.applied_epsilon_epoch.device)
-        self.applied_rows_epoch += rows.to(self.applied_rows_epoch.device)
+        # A mixed batch is scored twice, weighted lam and 1 - lam: each row counts once.
+        weight = self._applied_weight
+        self.applied_epsilon_epoch += (total * weight).to(self.applied_epsilon_epoch.device)
+        self.applied_rows_epoch += (rows * weight).to(self.applied_rows_epoch.device)
 
     def _count_uncounted(self) -> None:
         """Count the rows of the batches :meth:`_record_applied` kept: one pass over the
@@ -617,6 +694,21 @@ class _Uncounted:
 # targets kept alive meanwhile are at most 2 Mi int64 values (16 MiB).
 _UNCOUNTED_BATCHES = 64
 _UNCOUNTED_ELEMENTS = 1 << 21
+
+
+@contextmanager
+def _record_weight(strategy: SmoothingStrategy, weight: float) -> Iterator[None]:
+    """Weight the applied-epsilon record of ``strategy`` and of the strategies inside it
+    (a composed base) by ``weight`` for the duration (a weighted batch is counted at once,
+    not kept for later)."""
+    parts = [m for m in strategy.modules() if isinstance(m, SmoothingStrategy)]
+    for part in parts:
+        part._applied_weight = weight
+    try:
+        yield
+    finally:
+        for part in parts:
+            part._applied_weight = 1.0
 
 
 def _number(value: float | Tensor) -> float | None:

@@ -1,0 +1,83 @@
+"""``python -m adaptls.train mix=<mixup|cutmix> smoothing=<every strategy>``: short runs end
+to end, and the mixed batch reaching the strategy's hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from adaptls.mix import MixUp
+from adaptls.module import SmoothingClassifier
+from adaptls.smoothing import UniformSmoothing
+from adaptls.train import CONFIG_DIR, train
+
+STRATEGIES = sorted(p.stem for p in (Path(CONFIG_DIR) / "smoothing").glob("*.yaml"))
+# Two epochs of two batches: the stateful strategies update once and then use their state.
+SHORT = [
+    "trainer.max_epochs=2",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "trainer.log_every_n_steps=1",
+    "logger=none",
+]
+
+
+def run(compose_train, output_dir: Path, *overrides: str) -> dict:
+    cfg = compose_train(*overrides, output_dir=output_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(cfg)
+    return json.loads((output_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_mixup_trains_every_strategy_end_to_end(compose_train, tmp_path, small, name):
+    metrics = run(compose_train, tmp_path, f"smoothing={name}", "mix=mixup", *SHORT, *small)
+    assert metrics["config"]["mix"]["_target_"] == "adaptls.mix.MixUp"
+    for key in ("test/acc", "test/ece", "test/nll"):
+        assert math.isfinite(metrics["test"][key]), key
+    amount = metrics["strategy"]["smoothing/applied_epsilon"]
+    assert amount is None or 0.0 <= amount < 1.0
+
+
+@pytest.mark.slow
+def test_cutmix_trains_on_series(compose_train, tmp_path):
+    """MNIST-1D series (B, 1, 40) and the default CNN (images: tests/mix/test_mix.py)."""
+    overrides = ("mix=cutmix", "smoothing=online", *SHORT)
+    metrics = run(compose_train, tmp_path, *overrides)
+    assert math.isfinite(metrics["test"]["test/nll"])
+
+
+def test_training_step_scores_the_mixed_batch_and_weights_the_accuracy():
+    """The module mixes the batch, scores lam t(y_a) + (1 - lam) t(y_b) and logs the
+    lam-weighted accuracy; the hooks see the partner's sample indices."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    strategy = UniformSmoothing(epsilon=0.1)
+    module = SmoothingClassifier(
+        net, strategy, lambda p: torch.optim.SGD(p, lr=0.1), num_classes=4, mix=MixUp(alpha=1.0)
+    )
+    x, y, idx = torch.randn(6, 2, 4), torch.tensor([0, 1, 2, 3, 0, 1]), torch.arange(6)
+    logged = {}
+    module.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    module.log_dict = lambda values, **kw: logged.update(values)
+    module._trainer = type("T", (), {"num_training_batches": 99})()
+    torch.manual_seed(3)
+    loss = module.training_step((x, y, idx), 0)
+    torch.manual_seed(3)
+    mixed = MixUp(alpha=1.0)(x, y)
+    logits = net(mixed.x)
+    assert 0 < mixed.lam < 1
+    expected = strategy.mixed_loss(logits, mixed.y_a, mixed.y_b, mixed.lam)
+    torch.testing.assert_close(loss, expected)
+    pred = logits.argmax(-1)
+    acc = mixed.lam * (pred == mixed.y_a).float().mean()
+    acc += (1 - mixed.lam) * (pred == mixed.y_b).float().mean()
+    torch.testing.assert_close(logged["train/acc"], acc)
