@@ -36,6 +36,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from adaptls.checks import check_positive, check_probability
+
 
 class Mixed(NamedTuple):
     """A mixed batch: inputs, both constituents' labels, the partner permutation, lam."""
@@ -75,12 +77,8 @@ class _BetaMix:
     name = "base"
 
     def __init__(self, alpha: float = 1.0, probability: float = 1.0) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
-            raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-        bad_p = isinstance(probability, bool) or not isinstance(probability, int | float)
-        if bad_p or not 0.0 <= probability <= 1.0:
-            raise ValueError(f"probability must be a number in [0, 1], got {probability!r}")
-        self.alpha, self.probability = float(alpha), float(probability)
+        self.alpha = check_positive("alpha", alpha)
+        self.probability = check_probability("probability", probability)
         self._beta = torch.distributions.Beta(torch.tensor(self.alpha), torch.tensor(self.alpha))
 
     def __call__(self, x: Tensor, y: Tensor) -> Mixed:

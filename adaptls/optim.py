@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from adaptls.checks import check_bool, check_choice, check_nonnegative
+
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
     "adam": torch.optim.Adam,
@@ -41,21 +43,15 @@ def build_optimizer(
 
     ``options``: the optimizer's own arguments (``momentum``, ``nesterov``, ``betas``...).
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"name must be one of {', '.join(map(repr, OPTIMIZERS))}; got {name!r}")
-    wd_ok = isinstance(weight_decay, int | float) and not isinstance(weight_decay, bool)
-    if not wd_ok or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
-    if not isinstance(exclude_norm_and_bias, bool):
-        raise ValueError(
-            f"exclude_norm_and_bias must be true or false, got {exclude_norm_and_bias!r}"
-        )
+    check_choice("name", name, tuple(OPTIMIZERS))
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+    check_bool("exclude_norm_and_bias", exclude_norm_and_bias)
     params = [p for p in params if p.requires_grad]
     if exclude_norm_and_bias:
         decayed = [p for p in params if p.dim() > 1]
         kept = [p for p in params if p.dim() <= 1]
-        groups = [{"params": decayed, "weight_decay": float(weight_decay)}]
+        groups = [{"params": decayed, "weight_decay": weight_decay}]
         groups += [{"params": kept, "weight_decay": 0.0}] if kept else []
     else:
-        groups = [{"params": params, "weight_decay": float(weight_decay)}]
+        groups = [{"params": params, "weight_decay": weight_decay}]
     return OPTIMIZERS[name](groups, lr=lr, **options)

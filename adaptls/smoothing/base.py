@@ -372,8 +372,7 @@ class SmoothingStrategy(nn.Module):
         (one pass). The applied-epsilon record counts each row once, its epsilon being the
         lam-weighted mean of the two (:meth:`smoothing_amount`).
         """
-        if isinstance(lam, bool) or not isinstance(lam, int | float) or not 0.0 <= lam <= 1.0:
-            raise ValueError(f"lam must be a number in [0, 1], got {lam!r}")
+        lam = check_probability("lam", lam)
         if lam == 1.0:
             return self(logits, targets_a, reduction, indices=indices_a)
         if lam == 0.0:

@@ -146,5 +146,5 @@ def test_stateful_strategies_observe_the_dominant_constituent(name, lam, dominan
 def test_bad_lam_is_named(lam):
     strategy = trained("uniform")
     logits, y_a, y_b, _, _ = batch(seed=7)
-    with pytest.raises(ValueError, match=r"lam must be a number in \[0, 1\]"):
+    with pytest.raises((ValueError, TypeError), match=r"lam must be a number in \[0, 1\]"):
         strategy.mixed_loss(logits, y_a, y_b, lam)
