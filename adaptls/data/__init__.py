@@ -12,6 +12,7 @@ from adaptls.data.long_tail import long_tail_counts, long_tail_subsample
 from adaptls.data.mnist1d import MNIST1DDataModule
 from adaptls.data.split import stratified_split
 from adaptls.data.synthetic import SyntheticDataModule
+from adaptls.data.text_cls import TextClassificationDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -21,6 +22,7 @@ __all__ = [
     "MNIST1DDataModule",
     "SyntheticDataModule",
     "TensorDataModule",
+    "TextClassificationDataModule",
     "long_tail_counts",
     "long_tail_subsample",
     "stratified_split",

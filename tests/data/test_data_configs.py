@@ -19,6 +19,8 @@ EXPECTED = {
     "cifar10_lt": (data.CIFAR10DataModule, 100.0),
     "cifar100": (data.CIFAR100DataModule, 1.0),
     "cifar100_lt": (data.CIFAR100DataModule, 100.0),
+    "text_cls": (data.TextClassificationDataModule, 1.0),
+    "text_cls_lt": (data.TextClassificationDataModule, 10.0),
 }
 
 

@@ -25,7 +25,13 @@ from adaptls.train import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
 # Models are built with the facts of a dataset they are made for; others use the default.
-MODEL_DATA = {"mlp": "digits", "cnn1d": "mnist1d", "resnet20": "cifar10", "resnet32": "cifar100"}
+MODEL_DATA = {
+    "mlp": "digits",
+    "cnn1d": "mnist1d",
+    "resnet20": "cifar10",
+    "resnet32": "cifar100",
+    "text_cnn": "text_cls",
+}
 
 
 def options(group: str) -> list[str]:
@@ -132,7 +138,9 @@ def test_model_option_builds_from_the_datamodule_facts(compose_train, output_dir
     net = instantiate_group(cfg, "model")(
         input_shape=datamodule.input_shape, num_classes=datamodule.num_classes
     )
-    logits = net(torch.randn(2, *datamodule.input_shape))
+    shape = (2, *datamodule.input_shape)
+    vocab = getattr(datamodule, "vocab_size", None)  # token ids for models of text
+    logits = net(torch.randint(1, vocab, shape) if vocab else torch.randn(shape))
     assert logits.shape == (2, datamodule.num_classes)
 
 
