@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
+from adaptls.checks import check_bool, check_choice, check_int
 from adaptls.data.base import TensorDataModule, collate_tuple
-from adaptls.data.checks import check_bool, check_choice, check_int
 from adaptls.data.download import RemoteFile, fetch
 from adaptls.data.emoji_names import LANGUAGES, load_emoji_names, split_by_group
 from adaptls.data.sst2 import SST2_ARCHIVE, SST2_LABELS, read_sst2

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adaptls.models._checks import check_dropout, check_positive_int, check_shape
+from adaptls.checks import check_choice, check_int, check_num_classes
+from adaptls.models._checks import check_dropout, check_shape
 
 POOLINGS = ("max", "mean")
 
@@ -58,27 +59,27 @@ class TextCNN(nn.Module):
     ) -> None:
         super().__init__()
         self.input_shape = check_shape("input_shape", input_shape, (1,), "(max_length,)")
-        num_classes = check_positive_int("num_classes", num_classes, minimum=2)
+        num_classes = check_num_classes(num_classes)
         if vocab_size is None:
             raise ValueError(
                 "vocab_size must be an int >= 2, got None: TextCNN reads token ids, so it "
                 "needs a text datamodule (data=text_cls), whose vocab_size it takes"
             )
-        vocab_size = check_positive_int("vocab_size", vocab_size, minimum=2)
-        width = check_positive_int("width", width)
-        channels = check_positive_int("channels", channels)
+        vocab_size = check_int("vocab_size", vocab_size, minimum=2)
+        width = check_int("width", width, minimum=1)
+        channels = check_int("channels", channels, minimum=1)
         if isinstance(kernel_sizes, str | bytes) or not isinstance(kernel_sizes, Sequence):
             raise TypeError(f"kernel_sizes must be a list of positive ints, got {kernel_sizes!r}")
         if not kernel_sizes:
             raise ValueError("kernel_sizes must name at least one convolution width, got []")
-        kernels = [check_positive_int(f"kernel_sizes[{i}]", k) for i, k in enumerate(kernel_sizes)]
+        kernels = [
+            check_int(f"kernel_sizes[{i}]", k, minimum=1) for i, k in enumerate(kernel_sizes)
+        ]
         dropout = check_dropout(dropout)
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        self.pad_id = check_positive_int("pad_id", pad_id, minimum=0)
+        self.pad_id = check_int("pad_id", pad_id, minimum=0)
         if self.pad_id >= vocab_size:
             raise ValueError(f"pad_id must be < vocab_size={vocab_size}, got {pad_id!r}")
-        self.pooling = pooling
+        self.pooling = check_choice("pooling", pooling, POOLINGS)
         self.kernel_sizes = tuple(kernels)
 
         self.embedding = nn.Embedding(vocab_size, width, padding_idx=self.pad_id)

@@ -296,7 +296,7 @@ def test_pad_batch_trims_columns_of_padding_only():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"corpus": "imdb"}, "corpus must be one of 'emoji_lang', 'sst2', got 'imdb'"),
+        ({"corpus": "imdb"}, "corpus must be one of 'emoji_lang', 'sst2'; got 'imdb'"),
         ({"vocab_size": 100}, "vocab_size must be an int >= 258, got 100"),
         ({"vocab_size": 40000}, "vocab_size must be an int <= 32000, got 40000"),
         ({"max_length": 0}, "max_length must be an int >= 1, got 0"),

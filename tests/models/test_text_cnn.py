@@ -149,7 +149,7 @@ def test_overfits_a_handful_of_texts():
         ({"kernel_sizes": [3, 0]}, ValueError, r"kernel_sizes\[1\] must be an int >= 1, got 0"),
         ({"kernel_sizes": "345"}, TypeError, "kernel_sizes must be a list of positive ints"),
         ({"dropout": 1.0}, ValueError, r"dropout must be a number in \[0, 1\), got 1.0"),
-        ({"pooling": "sum"}, ValueError, "pooling must be one of max, mean, got 'sum'"),
+        ({"pooling": "sum"}, ValueError, "pooling must be one of 'max', 'mean'; got 'sum'"),
         ({"pad_id": 50}, ValueError, "pad_id must be < vocab_size=50, got 50"),
         ({"pad_id": -1}, ValueError, "pad_id must be an int >= 0, got -1"),
     ],
