@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
+from adaptls.finite_loss import FiniteLossCheck
 from adaptls.metrics import CalibrationSuite
 from adaptls.mix import Mixed, NoMix
 from adaptls.smoothing import SmoothingStrategy
@@ -81,6 +82,7 @@ class SmoothingClassifier(pl.LightningModule):
         self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.mix = mix if mix is not None else NoMix()
         self._epoch_ended = False
+        self._finite_loss = FiniteLossCheck()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -89,6 +91,7 @@ class SmoothingClassifier(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self._epoch_ended = False
+        self._finite_loss.reset()
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -99,16 +102,14 @@ class SmoothingClassifier(pl.LightningModule):
         loss = self.strategy.mixed_loss(
             logits, mixed.y_a, mixed.y_b, mixed.lam, indices_a=indices, indices_b=partner
         )
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss {loss.item()} at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}); strategy "
-                f"{self.strategy!r} with values {self.strategy.log_values()}"
-            )
+        # checked once per epoch (below) and before any checkpoint: a host read per step
+        # would stall a GPU every step
+        self._finite_loss.record(loss, batch_idx, self.global_step)
         self.strategy.observe_mixed(
             logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
         )
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
+            self._check_finite_loss(across_ranks=True)  # before the strategy's update
             self.strategy.on_epoch_end()
             self._epoch_ended = True
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
@@ -126,8 +127,24 @@ class SmoothingClassifier(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        self._check_finite_loss()  # an epoch ended early (max_steps) or of unknown length
         if not self._epoch_ended:  # no known last step (data of unknown length)
             self.strategy.on_epoch_end()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._check_finite_loss()  # never write weights a non-finite loss has trained
+
+    def _check_finite_loss(self, *, across_ranks: bool = False) -> None:
+        """Raise FloatingPointError naming the first non-finite training loss of this epoch
+        (one host read; ``across_ranks``: any rank's, a collective)."""
+        bad = self._finite_loss.first_non_finite(across_ranks=across_ranks)
+        if bad is not None:
+            batch, step, value = bad
+            raise FloatingPointError(
+                f"non-finite training loss {value} at global step {step} (epoch "
+                f"{self.current_epoch}, batch {batch}); strategy {self.strategy!r} with values "
+                f"at the end of that epoch {self.strategy.log_values()}"
+            )
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:

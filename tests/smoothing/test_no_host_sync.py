@@ -2,19 +2,16 @@
 
 Forward and backward of every stateless strategy's loss, and of the function with every
 kind of epsilon and prior, run under a guard that fails on any operation that reads a
-tensor's values on the host: ``.item()``, ``bool()``/``int()``/``float()`` of a tensor,
-``nonzero``, boolean-mask indexing, ``masked_select``, ``unique``,
-``torch.equal``, ``.tolist()``, ``.numpy()``. (A ``.cpu()`` copy is no read on a CPU
-tensor, so it cannot be caught here; the code has none.)
+tensor's values on the host (the ``no_host_reads`` fixture of tests/conftest.py:
+``.item()``, ``bool()``/``int()``/``float()`` of a tensor, ``nonzero``, boolean-mask
+indexing, ``.tolist()`` and the like). The whole training step of the Lightning module is
+checked the same way in tests/train/test_training_step_no_host_sync.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from adaptls.smoothing import (
     ClassFrequencySmoothing,
@@ -26,57 +23,7 @@ from adaptls.smoothing import (
     soft_target_cross_entropy,
 )
 
-aten = torch.ops.aten
-HOST_READS = {
-    aten._local_scalar_dense,  # .item(), bool(t), int(t), float(t)
-    aten.is_nonzero,
-    aten.item,
-    aten.nonzero,  # and boolean-mask indexing, which calls it
-    aten.nonzero_static,
-    aten.masked_select,
-    aten.equal,
-    aten.allclose,
-    aten._unique,
-    aten._unique2,
-    aten.unique_dim,
-    aten.unique_consecutive,
-}
 K = 10
-
-
-class HostReadError(AssertionError):
-    pass
-
-
-# indexing with a boolean mask reads the mask (its nonzero is taken inside the kernel)
-MASK_INDEXING = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
-
-
-class _NoHostReads(TorchDispatchMode):
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket in HOST_READS or (
-            func.overloadpacket in MASK_INDEXING
-            and any(i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1])
-        ):
-            raise HostReadError(f"host read of tensor values: {func}")
-        return func(*args, **(kwargs or {}))
-
-
-def _refuse(name):
-    def method(*args, **kwargs):
-        raise HostReadError(f"host read of tensor values: Tensor.{name}")
-
-    return method
-
-
-@contextlib.contextmanager
-def no_host_reads(monkeypatch):
-    """Fail on any host read of tensor values (tolist and numpy are not dispatched)."""
-    with monkeypatch.context() as m:
-        for name in ("tolist", "numpy", "__array__"):
-            m.setattr(torch.Tensor, name, _refuse(name))
-        with _NoHostReads():
-            yield
 
 
 def batch(n=24, seed=0, dtype=torch.float32):
@@ -104,7 +51,7 @@ def strategies():
     return made
 
 
-def test_the_guard_catches_host_reads(monkeypatch):
+def test_the_guard_catches_host_reads(no_host_reads, host_read_error):
     t = torch.tensor([1.0, 0.0])
     for read in (
         lambda: t.sum().item(),
@@ -116,26 +63,26 @@ def test_the_guard_catches_host_reads(monkeypatch):
         lambda: t.numpy(),
         lambda: torch.equal(t, t),
     ):
-        with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+        with no_host_reads(), pytest.raises(host_read_error):
             read()
 
 
-def test_debug_checks_are_where_the_host_reads_are(monkeypatch):
+def test_debug_checks_are_where_the_host_reads_are(monkeypatch, no_host_reads, host_read_error):
     # DEBUG_CHECKS trades a host read per call for up-front errors
     logits, targets = batch()
     monkeypatch.setattr(functional, "DEBUG_CHECKS", True)
-    with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+    with no_host_reads(), pytest.raises(host_read_error):
         soft_target_cross_entropy(logits, targets, 0.1)
 
 
 @pytest.mark.parametrize("name", list(strategies()))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("n", [24, 4096])  # tiny path, one whole pass
-def test_strategy_loss_forward_and_backward_read_no_values(name, reduction, n, monkeypatch):
+def test_strategy_loss_forward_and_backward_read_no_values(name, reduction, n, no_host_reads):
     strategy = strategies()[name]  # training mode: its bookkeeping runs too
     logits, targets = batch(n)
     x = logits.requires_grad_()
-    with no_host_reads(monkeypatch):
+    with no_host_reads():
         loss = strategy(x, targets, reduction)
         loss.backward(torch.ones_like(loss))
         strategy.log_values()
@@ -146,7 +93,9 @@ def test_strategy_loss_forward_and_backward_read_no_values(name, reduction, n, m
 @pytest.mark.parametrize("eps_kind", ["zero", "float", "0-d", "rows"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("chunk", [None, 64])  # default sizes; small chunks
-def test_function_reads_no_values(prior_kind, eps_kind, dtype, chunk, monkeypatch, chunk_elements):
+def test_function_reads_no_values(
+    prior_kind, eps_kind, dtype, chunk, no_host_reads, chunk_elements
+):
     logits, targets = batch(64, seed=1, dtype=dtype)
     g = torch.Generator().manual_seed(2)
     table = torch.softmax(torch.randn(3, K, generator=g), -1)
@@ -164,7 +113,7 @@ def test_function_reads_no_values(prior_kind, eps_kind, dtype, chunk, monkeypatc
     }[eps_kind]
     for requires_grad in (True, False):
         x = logits.clone().requires_grad_(requires_grad)
-        with chunk_elements(chunk), no_host_reads(monkeypatch):
+        with chunk_elements(chunk), no_host_reads():
             loss = soft_target_cross_entropy(x, targets, eps, prior, prior_index=prior_index)
             if requires_grad:
                 loss.backward(retain_graph=True)
@@ -174,7 +123,7 @@ def test_function_reads_no_values(prior_kind, eps_kind, dtype, chunk, monkeypatc
 
 @pytest.mark.parametrize("name", list(strategies()))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_strategy_linear_loss_reads_no_values(name, reduction, monkeypatch):
+def test_strategy_linear_loss_reads_no_values(name, reduction, no_host_reads):
     # the fused linear path: forward, backward (eager gradients, or recomputed for "none")
     strategy = strategies()[name]
     g = torch.Generator().manual_seed(3)
@@ -183,17 +132,19 @@ def test_strategy_linear_loss_reads_no_values(name, reduction, monkeypatch):
     bias = torch.randn(K, generator=g).requires_grad_()
     targets = torch.randint(0, K, (2, 40), generator=g)
     targets[:, ::5] = -100
-    with no_host_reads(monkeypatch):
+    with no_host_reads():
         loss = strategy.linear_loss(hidden, weight, targets, bias=bias, reduction=reduction)
         loss.backward(torch.ones_like(loss))
         strategy.log_values()
     assert torch.isfinite(weight.grad).all()
 
 
-def test_linear_debug_checks_are_where_the_host_reads_are(monkeypatch):
+def test_linear_debug_checks_are_where_the_host_reads_are(
+    monkeypatch, no_host_reads, host_read_error
+):
     strategy = strategies()["uniform"]
     hidden, weight = torch.randn(8, 3), torch.randn(K, 3)
     targets = torch.arange(8)
     monkeypatch.setattr(functional, "DEBUG_CHECKS", True)
-    with no_host_reads(monkeypatch), pytest.raises(HostReadError):
+    with no_host_reads(), pytest.raises(host_read_error):
         strategy.linear_loss(hidden, weight, targets)
