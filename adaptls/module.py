@@ -180,8 +180,10 @@ class SmoothingClassifier(pl.LightningModule):
 
     def _log_suite(self, suite: CalibrationSuite, stage: str) -> dict[str, float]:
         values = {f"{stage}/{k}": float(v) for k, v in suite.compute().items()}
-        # Already synced across ranks by the metric itself: no sync_dist here.
-        self.log_dict(values, prog_bar=False)
+        # Already synced across ranks by the metric itself, so identical on every rank;
+        # Lightning cannot see that and asks for sync_dist: the max of identical values is
+        # that value, exactly (a mean could round).
+        self.log_dict(values, prog_bar=False, sync_dist=True, reduce_fx="max")
         return values
 
     # ------------------------------------------------------------------ optimisation

@@ -24,11 +24,12 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
-from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from adaptls.config import ConfigError, call_partial, instantiate_group
+from adaptls.library_shims import drop_wandb_anonymous_setting
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_calibration_verdict, print_table, write_metrics
 
@@ -36,6 +37,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Which weights the reported metrics come from: the last epoch's (as the calibration
 # papers report) or the best checkpoint by `optimized_metric` on validation.
 EVAL_CHECKPOINTS = ("last", "best")
+# Where the deprecation warnings that `_quiet_known_noise` silences come from.
+LIGHTNING_MODULES = r"(pytorch_lightning|lightning_fabric)(\.|$)"
 log = logging.getLogger(__name__)
 
 
@@ -67,18 +70,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     # Built, not started: a logger's run begins in `train`, once everything is validated.
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
     for logger in loggers:
-        _quiet_wandb_init(logger)
-    show_progress = cfg.trainer.get("enable_progress_bar", True)
-    callbacks = [
-        instantiate_group(cfg, f"callbacks.{name}")
-        for name, spec in (cfg.get("callbacks") or {}).items()
-        # LearningRateMonitor refuses to run without a logger.
-        if spec is not None and (loggers or name != "lr_monitor")
-    ]
-    # Lightning refuses a progress-bar callback when the bar is switched off: drop it, so
-    # `trainer.enable_progress_bar=false` is all it takes.
-    callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
-    trainer = instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
+        drop_wandb_anonymous_setting(logger)
+    trainer = build_trainer(cfg, loggers)
     if cfg.eval_checkpoint not in EVAL_CHECKPOINTS:
         raise ConfigError(
             f"eval_checkpoint must be one of {', '.join(EVAL_CHECKPOINTS)}; "
@@ -109,6 +102,21 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     return datamodule, module, trainer
 
 
+def build_trainer(cfg: DictConfig, loggers: list[Logger]) -> pl.Trainer:
+    """The configured trainer and callbacks, logging to ``loggers``."""
+    show_progress = cfg.trainer.get("enable_progress_bar", True)
+    callbacks = [
+        instantiate_group(cfg, f"callbacks.{name}")
+        for name, spec in (cfg.get("callbacks") or {}).items()
+        # LearningRateMonitor refuses to run without a logger.
+        if spec is not None and (loggers or name != "lr_monitor")
+    ]
+    # Lightning refuses a progress-bar callback when the bar is switched off: drop it, so
+    # `trainer.enable_progress_bar=false` is all it takes.
+    callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
+    return instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Run fit, validate and test the evaluated weights, write ``metrics.json``.
 
@@ -125,8 +133,11 @@ def train(cfg: DictConfig) -> float | None:
     datamodule, module, trainer = build(cfg)
     resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     final: dict[str, float] | None = None
+    started: list[Logger] = []
     try:
-        _start_loggers(trainer)
+        started = [logger for logger in trainer.loggers if _started(logger)]
+        if len(started) < len(trainer.loggers):  # the same run without the dropped loggers
+            trainer = build_trainer(cfg, started)
         for logger in trainer.loggers:
             logger.log_hyperparams(resolved)
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -152,7 +163,7 @@ def train(cfg: DictConfig) -> float | None:
         final = {**val, **test}
     finally:
         if trainer.is_global_zero:
-            _finish_wandb(trainer, final)
+            _finish_wandb(started, final)
     return val.get(cfg.optimized_metric)
 
 
@@ -186,24 +197,14 @@ def _evaluated(trainer: pl.Trainer, rule: str) -> dict[str, Any]:
     return {"rule": rule, "path": path, "epoch": epoch, "step": step}
 
 
-def _finish_wandb(trainer: pl.Trainer, final: dict[str, float] | None) -> None:
-    """Record the final metrics and close the W&B run (``final=None``: the run failed)."""
-    for logger in trainer.loggers:
-        # A run that failed before logging anything has no experiment: do not start one.
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+def _finish_wandb(started: list[Logger], final: dict[str, float] | None) -> None:
+    """Record the final metrics and close the W&B runs that were started (``final=None``:
+    the run failed)."""
+    for logger in started:
+        if isinstance(logger, WandbLogger):
             if final is not None:
                 logger.experiment.summary.update(final)
             logger.experiment.finish(exit_code=0 if final is not None else 1)
-
-
-def _start_loggers(trainer: pl.Trainer) -> None:
-    """Start every logger's run; drop those that cannot start (and, if none is left, the
-    LearningRateMonitor, which refuses to run without a logger)."""
-    started = [logger for logger in trainer.loggers if _started(logger)]
-    if len(started) < len(trainer.loggers):
-        trainer.loggers = started
-    if not started:
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
 
 
 def _started(logger: Any) -> bool:
@@ -223,36 +224,15 @@ def _started(logger: Any) -> bool:
     return True
 
 
-def _quiet_wandb_init(logger: Any) -> None:
-    # Lightning passes wandb.init(anonymous=None), which wandb >= 0.19 reports on every run
-    # as a deprecated setting ("The anonymous setting has no effect"): leave it unset.
-    if isinstance(logger, WandbLogger):
-        logger._wandb_init.pop("anonymous", None)
-
-
 def _quiet_known_noise() -> None:
-    """Silence messages that are expected here and tell the user nothing actionable."""
-    # The datamodules serve in-memory tensors: worker processes would only add start-up
-    # and copying cost, so num_workers=0 is the right default, not a bottleneck.
-    warnings.filterwarnings("ignore", message=r"The '\w+' does not have many workers")
-    # val/* and test/* values come from torchmetrics metrics that are already synced
-    # across ranks (CalibrationSuite); Lightning cannot see that and asks for sync_dist.
-    warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(val|test)/")
-    # Deprecations raised inside Lightning's own calls into torch (pytree LeafSpec,
-    # torch.distributed.nn all_gather): nothing the user can change.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
-    warnings.filterwarnings(
-        "ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated"
-    )
-    # An advertisement for Lightning's hosted logger, printed on every run.
-    rank_zero_log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
-    if not any(isinstance(f, _DropTip) for f in rank_zero_log.filters):
-        rank_zero_log.addFilter(_DropTip())
-
-
-class _DropTip(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
+    """Silence the deprecation warnings that torch raises inside Lightning's own calls
+    (pytree's ``LeafSpec``, ``torch.distributed.nn`` collectives): nothing the user can
+    change. Chosen by category and by the module they are raised from, never by the text of
+    a message (which changes between releases); Lightning's advisories
+    (``PossibleUserWarning``) and user warnings stay visible.
+    """
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIGHTNING_MODULES)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

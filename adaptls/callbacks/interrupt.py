@@ -17,6 +17,13 @@ class CheckpointOnInterrupt(pl.Callback):
     The checkpoint goes where the ModelCheckpoint callback writes (``ckpt_path=last``
     finds it). Only interruptions trigger it: a run that fails (e.g. a non-finite loss)
     keeps its last good checkpoint untouched.
+
+    Why not Lightning's ``OnExceptionCheckpoint`` (2.x): its mere presence makes
+    ``trainer.fit(ckpt_path=None)`` resume from ``"last"`` (a fresh run would silently
+    continue whatever checkpoint its directory holds, with a warning on every run), it saves
+    on every exception (a failed run would overwrite its last good checkpoint with the
+    failing weights) and it deletes its file after every successful fit. Only its one-line
+    core, ``trainer.save_checkpoint(path)``, is what is wanted here.
     """
 
     def on_exception(

@@ -63,7 +63,8 @@ class TemperatureScaling(pl.Callback):
             return
         values = {f"test/ts/{k}": float(v) for k, v in self._suite.compute().items()}
         values["test/ts/temperature"] = self.temperature
-        pl_module.log_dict(values)
+        # Identical on every rank (the suite is synced): see SmoothingClassifier._log_suite.
+        pl_module.log_dict(values, sync_dist=True, reduce_fx="max")
         self._suite = None
 
 

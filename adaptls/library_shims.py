@@ -1,0 +1,27 @@
+"""Workarounds that need a library's private state: each one documented, tested, here only.
+
+A workaround belongs here when no public API reaches what it must change. Each one checks
+that the private state still looks as expected and otherwise does nothing, so a library
+upgrade can bring back the symptom it hides, never break a run; the tests in
+``tests/test_library_shims.py`` notice when a workaround stops working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytorch_lightning.loggers import WandbLogger
+
+
+def drop_wandb_anonymous_setting(logger: Any) -> None:
+    """Stop Lightning's WandbLogger from passing ``anonymous=None`` to ``wandb.init``.
+
+    Lightning (2.x) always passes ``anonymous`` (None unless asked for), and wandb >= 0.19
+    reports any ``anonymous`` value as a deprecated setting ("The anonymous setting has no
+    effect and will be removed") on every run. WandbLogger keeps ``wandb.init``'s keyword
+    arguments in the private dict ``_wandb_init``, and no constructor argument leaves the
+    key out; this removes it when it is None (``anonymous=True`` is passed on).
+    """
+    init_kwargs = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
+    if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous", "") is None:
+        del init_kwargs["anonymous"]
