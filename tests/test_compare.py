@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -481,3 +482,54 @@ def test_compare_two_real_runs(tmp_path: Path) -> None:
     assert all(0.0 <= g.mean["test/ece"] <= 1.0 for g in result.groups)
     write_plots(result, tmp_path / "plots")
     assert (tmp_path / "plots" / "reliability.png").is_file()
+
+
+def test_dropout_weight_decay_and_mix_are_swept_keys(tmp_path: Path) -> None:
+    """experiment=interplay's axes: each becomes a column and splits the groups, whether
+    it is on the command line (overrides) or only differs in the resolved config."""
+    for dropout in (0.0, 0.2):
+        for wd in (0.0, 0.05):
+            for mix in ("none", "mixup"):
+                mixing = {"_target_": f"adaptls.mix.{'MixUp' if mix == 'mixup' else 'NoMix'}"}
+                extra = {
+                    "model": {"_target_": "adaptls.models.CNN1D", "dropout": dropout},
+                    "optimizer": {"name": "adamw", "weight_decay": wd},
+                    "mix": mixing | ({"alpha": 0.2} if mix == "mixup" else {}),
+                }
+                for seed in range(2):
+                    args = [f"model.dropout={dropout}", f"optimizer.weight_decay={wd}"]
+                    write_run(
+                        tmp_path / "cli" / f"{dropout}-{wd}-{mix}-{seed}",
+                        "uniform",
+                        seed,
+                        overrides=[*args, f"mix={mix}", f"seed={seed}"],
+                        extra_config=extra,
+                    )
+                    write_run(
+                        tmp_path / "cfg" / f"{dropout}-{wd}-{mix}-{seed}",
+                        "uniform",
+                        seed,
+                        extra_config=extra,
+                    )
+    cli = compare(load_runs([tmp_path / "cli"]), ["test/acc"])
+    assert cli.keys == ("strategy", "model.dropout", "optimizer.weight_decay", "mix")
+    assert len(cli.groups) == 8 and all(g.n == 2 for g in cli.groups)
+    # scripts/interplay_figure.py draws those groups: one column per combination
+    script = runpy.run_path(str(ROOT / "scripts" / "interplay_figure.py"))
+    fig = script["interplay_figure"]([tmp_path / "cli"], [("test/acc", "acc"), ("test/ece", "ece")])
+    ticks = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    assert ticks == [
+        "none",
+        "dropout",
+        "wd",
+        "mixup",
+        "dropout+wd",
+        "dropout+mixup",
+        "wd+mixup",
+        "dropout+wd+mixup",
+    ]
+    # 8 groups: a mean marker and the seeds' dots each
+    assert len(fig.axes[0].collections) == 2 * 8
+    cfg = compare(load_runs([tmp_path / "cfg"]), ["test/acc"])
+    assert set(cfg.keys) == {"strategy", "model.dropout", "optimizer.weight_decay", "mix._target_"}
+    assert len(cfg.groups) == 8 and all(g.n == 2 for g in cfg.groups)
