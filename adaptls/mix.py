@@ -67,6 +67,9 @@ class NoMix:
     def __call__(self, x: Tensor, y: Tensor) -> Mixed:
         return Mixed(x, y, y, None, 1.0)
 
+    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+        """Any input layout can pass through."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -97,6 +100,12 @@ class _BetaMix:
     def _mix(self, x: Tensor, lam: float) -> tuple[Tensor, float, Tensor]:
         raise NotImplementedError
 
+    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+        """Raise a ValueError if samples of this shape (without the batch axis) cannot be
+        mixed: called before training, so a wrong pairing fails at start."""
+        if not input_shape:
+            raise ValueError(f"{type(self).__name__} needs inputs with features, got shape ()")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(alpha={self.alpha}, probability={self.probability})"
 
@@ -122,12 +131,15 @@ class CutMix(_BetaMix):
 
     name = "cutmix"
 
-    def _mix(self, x: Tensor, lam: float) -> tuple[Tensor, float, Tensor]:
-        if x.dim() not in (3, 4):
+    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+        if len(input_shape) not in (2, 3):
             raise ValueError(
-                "CutMix needs images (B, C, H, W) or series (B, C, L), got a batch of "
-                f"shape {tuple(x.shape)}"
+                "CutMix needs images (C, H, W) or series (C, L) per sample, got inputs of "
+                f"shape {tuple(input_shape)} (use mix=mixup for flat features)"
             )
+
+    def _mix(self, x: Tensor, lam: float) -> tuple[Tensor, float, Tensor]:
+        self.check_input_shape(tuple(x.shape[1:]))
         box = cutmix_box(tuple(x.shape[2:]), lam)
         perm = torch.randperm(x.shape[0]).to(x.device)
         mixed = x.clone()

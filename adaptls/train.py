@@ -64,6 +64,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         num_classes=datamodule.num_classes,
     )
     trial = call_partial(cfg, "optimizer", optimizer, net.parameters())
+    if mix is not None:
+        call_partial(cfg, "mix", mix.check_input_shape, tuple(datamodule.input_shape))
     if scheduler is not None:
         call_partial(cfg, "scheduler", scheduler, trial)
 

@@ -137,7 +137,7 @@ def test_bad_options_are_named(kwargs, message):
 
 
 def test_bad_batches_are_named():
-    with pytest.raises(ValueError, match=r"CutMix needs images \(B, C, H, W\) or series"):
+    with pytest.raises(ValueError, match=r"CutMix needs images \(C, H, W\) or series \(C, L\)"):
         CutMix()(torch.randn(4, 1, 2, 3, 4), torch.arange(4))
     with pytest.raises(ValueError, match=r"needs inputs \(B, C, \.\.\.\) and labels \(B,\)"):
         MixUp()(torch.randn(4, 3), torch.arange(5))

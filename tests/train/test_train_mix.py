@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptls.config import ConfigError
 from adaptls.mix import MixUp
 from adaptls.module import SmoothingClassifier
 from adaptls.smoothing import UniformSmoothing
@@ -53,6 +54,13 @@ def test_cutmix_trains_on_series(compose_train, tmp_path):
     overrides = ("mix=cutmix", "smoothing=online", *SHORT)
     metrics = run(compose_train, tmp_path, *overrides)
     assert math.isfinite(metrics["test"]["test/nll"])
+
+
+def test_cutmix_on_flat_features_fails_before_training(compose_train, tmp_path):
+    cfg = compose_train("mix=cutmix", *SHORT, "data=synthetic", "model=mlp", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"mix: CutMix needs images \(C, H, W\) or series"):
+        train(cfg)
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_training_step_scores_the_mixed_batch_and_weights_the_accuracy():
