@@ -104,3 +104,74 @@ def test_label_aware_epsilon_checks_its_arguments():
 def test_a_class_without_samples_is_the_tail():
     eps = label_aware_epsilon(torch.tensor([10, 0, 5]), 0.3, 0.1, "linear")
     torch.testing.assert_close(eps, torch.tensor([0.3, 0.1, 0.2]))
+
+
+# --- token frequencies: a vocabulary as the classes ------------------------------------
+
+V = 32000
+
+
+def zipf_counts(v=V, tokens=300_000, exponent=1.0, seed=0):
+    """Counts of a Zipf-shaped token stream over a shuffled vocabulary: the long tail of
+    a real training split, with many tokens never seen (count 0)."""
+    g = torch.Generator().manual_seed(seed)
+    weights = 1.0 / torch.arange(1, v + 1, dtype=torch.float64).pow(exponent)
+    expected = tokens * weights / weights.sum()
+    counts = torch.floor(expected * torch.rand(v, generator=g, dtype=torch.float64) * 2)
+    return counts.long()[torch.randperm(v, generator=g)]
+
+
+@pytest.mark.parametrize("count_scale", ["linear", "log"])
+def test_zipf_token_counts_with_unseen_tokens(count_scale):
+    counts = zipf_counts()
+    unseen = counts == 0
+    assert unseen.sum() > V // 10  # the tail really holds tokens never seen
+    s = ClassFrequencySmoothing(epsilon_head=0.2, epsilon_tail=0.05, count_scale=count_scale)
+    s.setup(num_classes=V, class_counts=counts)
+    eps = s.epsilon_per_class
+    assert eps.shape == (V,) and eps.dtype == torch.float32
+    # a token never seen in training gets the tail's epsilon; the most frequent the head's
+    torch.testing.assert_close(eps[unseen], torch.full((int(unseen.sum()),), 0.05))
+    torch.testing.assert_close(eps[counts.argmax()], torch.tensor(0.2))
+    order = counts.argsort()
+    assert (eps[order][1:] >= eps[order][:-1]).all()  # more frequent: smoothed at least as much
+    summary = s.summary()
+    assert "epsilon_per_class" not in summary  # 32000 numbers stay out of metrics.json
+    assert summary["epsilon_per_class_quantiles"]["min"] == pytest.approx(0.05)
+
+
+def test_on_zipf_counts_the_linear_ratio_leaves_almost_every_token_at_the_tail():
+    # why count_scale="log" exists: n ~ 1/rank puts r < 0.01 past the top 1% of tokens
+    counts = 1_000_000 // torch.arange(1, V + 1)
+    linear = label_aware_epsilon(counts, 0.3, 0.0, "concave")
+    log = label_aware_epsilon(counts, 0.3, 0.0, "concave", count_scale="log")
+    tail = 0.3 * math.sin(math.pi / 2 * 0.01) + 1e-6  # epsilon at r = 0.01
+    assert (linear < tail).float().mean() > 0.99
+    assert (log < tail).float().mean() < 0.15  # r ~ 1 - log(rank) / log(V): spread out
+    lo, hi = math.log1p(counts[-1]), math.log1p(counts[0])
+    r = (math.log1p(counts[99]) - lo) / (hi - lo)  # the 100th token, by hand
+    assert log[99].item() == pytest.approx(0.3 * math.sin(math.pi / 2 * r), rel=1e-6)
+
+
+def test_token_frequencies_through_the_linear_path():
+    counts = zipf_counts()
+    s = ClassFrequencySmoothing(epsilon_head=0.2, epsilon_tail=0.05)
+    s.setup(num_classes=V, class_counts=counts)
+    g = torch.Generator().manual_seed(1)
+    hidden = torch.randn(48, 8, generator=g, dtype=torch.float64)
+    weight = torch.randn(V, 8, generator=g, dtype=torch.float64).requires_grad_()
+    targets = torch.randint(0, V, (48,), generator=g)
+    targets[:6] = counts.argmin()  # unseen tokens as targets: the tail's epsilon
+    targets[6] = -100
+    loss = s.linear_loss(hidden, weight, targets)
+    (grad,) = torch.autograd.grad(loss, weight)
+    w = weight.detach().clone().requires_grad_()
+    ref = s(torch.nn.functional.linear(hidden, w), targets)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(grad, w.grad, atol=1e-12, rtol=1e-10)
+
+
+def test_count_scale_is_checked():
+    with pytest.raises(ValueError, match="count_scale"):
+        ClassFrequencySmoothing(count_scale="sqrt")
