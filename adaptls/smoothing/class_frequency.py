@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_class_counts
+from adaptls.smoothing._figures import per_class_figures
 from adaptls.smoothing.base import (
     SmoothingStrategy,
     SoftTarget,
@@ -20,9 +21,6 @@ from adaptls.smoothing.base import (
 
 SHAPES = ("concave", "linear", "convex", "power")
 COUNT_SCALES = ("linear", "log")
-# summary() lists every class's epsilon up to this many classes (metrics.json stays small
-# at vocabulary scale: 32000 numbers would be ~600 KB), and quantiles beyond
-_LISTED_CLASSES = 1000
 
 
 def label_aware_epsilon(
@@ -154,14 +152,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         }
 
     def summary(self) -> dict[str, Any]:
-        eps = self.epsilon_per_class
-        if eps.numel() <= _LISTED_CLASSES:
-            return {**super().summary(), "epsilon_per_class": eps.tolist()}
-        q = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
-        quantiles = eps.double().quantile(q.double()).tolist()
         return {
             **super().summary(),
-            "epsilon_per_class_quantiles": dict(
-                zip(["min", "p10", "p50", "p90", "max"], quantiles, strict=True)
-            ),
+            **per_class_figures("epsilon_per_class", self.epsilon_per_class),
         }

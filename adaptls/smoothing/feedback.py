@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
+from adaptls.smoothing._figures import per_class_figures
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
 
 
@@ -118,7 +119,7 @@ class FeedbackSmoothing(SmoothingStrategy):
     def summary(self) -> dict[str, Any]:
         summary = super().summary()
         if self.per_class:
-            summary["epsilon_per_class"] = self.epsilon.tolist()
+            summary.update(per_class_figures("epsilon_per_class", self.epsilon))
         return summary
 
 
