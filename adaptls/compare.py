@@ -27,7 +27,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,9 @@ DEFAULT_PLOT_METRICS = ("test/ece", "test/acc")
 PERCENT = re.compile(r"(acc|balanced_acc|acc_\w+|confidence|ece|adaece|cw_ece|mce)")
 # Higher is better for these; every other metric sorts lowest first.
 HIGHER_IS_BETTER = re.compile(r"(acc|balanced_acc|acc_\w+)")
-# Where a strategy's config keeps its smoothing amount (online: 1 - alpha): the swept keys
-# the trade-off plot draws along. The x value itself is what the run reports it applied.
-SMOOTHING_AMOUNT: tuple[tuple[str, Callable[[float], float]], ...] = (
-    ("smoothing.epsilon", float),
-    ("smoothing.epsilon_head", float),
-    ("smoothing.epsilon_max", float),
-    ("smoothing.alpha", lambda alpha: 1.0 - float(alpha)),
-)
+# The trade-off plot draws one line per strategy along its own hyperparameters (keys under
+# this prefix), at the smoothing amount each run reports having applied.
+STRATEGY_KEYS = "smoothing."
 RELIABILITY_PNG = Path("plots") / "test_reliability.png"
 
 
@@ -455,11 +450,11 @@ def tradeoff_figure(
 
     The amount is the mean epsilon each run applied over training, as its strategy
     reports it (``smoothing/applied_epsilon``: per-sample and per-class epsilon, feedback's
-    moving epsilon and schedules included), averaged over the group's runs; runs that do
-    not report it fall back to the configured ``epsilon`` (uniform), ``epsilon_head``
-    (class_frequency), ``epsilon_max`` (confidence) or ``1 - alpha`` (online). A strategy
-    that applies none (none; losses that are not soft-target CEs) is drawn as a dashed
-    horizontal line with its ± std band. Error bars are ± one std over seeds.
+    moving epsilon and schedules included), averaged over the group's runs; the groups of
+    one strategy that differ only in its own hyperparameters (``smoothing.*``) form one
+    line. A strategy that applies none (none; losses that are not soft-target CEs; runs
+    that do not report it) is drawn as a dashed horizontal line with its ± std band. Error
+    bars are ± one std over seeds.
     """
     if not metrics:
         raise CompareError("no metric to plot: none of the plot metrics is reported by any run")
@@ -469,7 +464,7 @@ def tradeoff_figure(
             f"plot metric(s) {', '.join(missing)} not in the comparison's metrics: "
             f"{', '.join(comparison.metrics)}"
         )
-    amount_keys = [k for k, _ in SMOOTHING_AMOUNT]
+    amount_keys = [k for k in comparison.keys if k.startswith(STRATEGY_KEYS)]
     lines: dict[str, list[tuple[float | None, Group]]] = {}
     for group in comparison.groups:
         amounts = [smoothing_amount(run) for run in group.runs]
@@ -543,15 +538,9 @@ def write_plots(
 
 
 def smoothing_amount(run: Run) -> float | None:
-    """How much the run smoothed: the mean epsilon it reports having applied, else its
-    first of :data:`SMOOTHING_AMOUNT`, else None."""
-    if run.applied_epsilon is not None:
-        return run.applied_epsilon
-    for key, read in SMOOTHING_AMOUNT:
-        value = run.config.get(key)
-        if isinstance(value, (int, float)):
-            return read(value)
-    return None
+    """How much the run smoothed: the mean epsilon its strategy reports having applied over
+    training (``smoothing/applied_epsilon`` in metrics.json), None if it does not report it."""
+    return run.applied_epsilon
 
 
 def _base(metric: str) -> str:

@@ -57,5 +57,36 @@ def sweep_group() -> str | None:
     return Path(hydra_cfg.sweep.dir).name
 
 
+def strategy_search_space(target: str | None) -> dict[str, str]:
+    """The search space a strategy class declares (its ``search_space``), as sweeper
+    params ``{"smoothing.<key>": "<expression>"}``: the default of ``hparams_search`` for a
+    strategy without a ``conf/search_space/<search>/<name>.yaml``. Empty when the class
+    declares none or ``target`` is None (Hydra resolves the node once before the strategy
+    is known); :func:`check_search_space` then stops the sweep.
+    """
+    if target is None:
+        return {}
+    space = getattr(hydra.utils.get_class(target), "search_space", None) or {}
+    return {f"smoothing.{key}": str(value) for key, value in space.items()}
+
+
+def check_search_space() -> None:
+    """Stop a hyperparameter search whose space is empty: every trial would train with the
+    same values. A no-op outside a Hydra run."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    search = hydra_cfg.runtime.choices.get("hparams_search")
+    if search and not hydra_cfg.sweeper.get("params"):
+        name = hydra_cfg.runtime.choices.get("smoothing")
+        raise ConfigError(
+            f"hparams_search={search} has no search space for smoothing={name}: declare one in "
+            f"the strategy's class (search_space = {{'epsilon': 'interval(0.0, 0.4)'}}, in the "
+            f"Optuna sweeper's syntax) or write conf/search_space/{search}/{name}.yaml"
+        )
+
+
 if not OmegaConf.has_resolver("sweep_group"):
     OmegaConf.register_new_resolver("sweep_group", sweep_group)
+if not OmegaConf.has_resolver("strategy_search_space"):
+    OmegaConf.register_new_resolver("strategy_search_space", strategy_search_space)

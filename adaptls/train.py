@@ -28,7 +28,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from adaptls.config import ConfigError, call_partial, instantiate_group
+from adaptls.config import ConfigError, call_partial, check_search_space, instantiate_group
 from adaptls.library_shims import drop_wandb_anonymous_setting
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_calibration_verdict, print_table, write_metrics
@@ -50,6 +50,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     shape (known before its data is loaded), a throwaway optimizer and scheduler on its
     parameters.
     """
+    check_search_space()
     strategy = instantiate_group(cfg, "smoothing")
     datamodule = instantiate_group(cfg, "data")
     model_factory = instantiate_group(cfg, "model")

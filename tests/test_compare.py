@@ -272,12 +272,27 @@ def test_plot_metric_must_be_in_the_comparison(sweep: Path, tmp_path: Path) -> N
         write_plots(result, tmp_path, ["test/nll"])
 
 
-def test_online_amount_is_one_minus_alpha(tmp_path: Path) -> None:
+def test_the_amount_comes_from_the_record_not_from_config_keys(tmp_path: Path) -> None:
+    """Online smoothing's alpha is no smoothing amount compare knows how to read: only what
+    the run reports (1 - alpha, once S is learned) places it; a run without the record is
+    drawn flat."""
     for alpha in (0.3, 0.7):
-        write_run(tmp_path / f"a{alpha}", "online", 0, {"alpha": alpha}, overrides=[])
+        run_dir = write_run(tmp_path / f"a{alpha}", "online", 0, {"alpha": alpha}, overrides=[])
+        record = json.loads((run_dir / "metrics.json").read_text())
+        record["strategy"]["smoothing/applied_epsilon"] = 0.5 * (1 - alpha)
+        (run_dir / "metrics.json").write_text(json.dumps(record))
+    write_run(tmp_path / "none", "none", 0, overrides=[])
     result = compare(load_runs([tmp_path]), ["test/ece"])
     assert result.keys == ("strategy", "smoothing.alpha")  # found by diffing the configs
-    assert [smoothing_amount(g.runs[0]) for g in result.groups] == pytest.approx([0.7, 0.3])
+    amounts = {g.label(): smoothing_amount(g.runs[0]) for g in result.groups}
+    assert amounts == {
+        "none": None,
+        "online, smoothing.alpha=0.3": pytest.approx(0.35),
+        "online, smoothing.alpha=0.7": pytest.approx(0.15),
+    }
+    fig = tradeoff_figure(result, ["test/ece"])
+    (online,) = fig.axes[0].containers  # one line for both alphas, along the amount
+    assert list(online.lines[0].get_xdata()) == pytest.approx([0.15, 0.35])
 
 
 def test_the_amount_is_what_the_run_reports_it_applied(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +11,18 @@ from matplotlib.figure import Figure
 from pytorch_lightning.loggers import WandbLogger
 
 from adaptls.plots import epsilon_bars, matrix_heatmap, reliability_diagram
+from adaptls.smoothing.figures import MatrixHeatmap, PerClassBars
 
 
 class RunFigures(pl.Callback):
     """Save PNGs into ``dirpath`` and log them (and a per-bin table) to W&B.
 
-    - ``reliability_test.png``: reliability diagram and confidence histogram of the test
+    - ``test_reliability.png``: reliability diagram and confidence histogram of the test
       set (the module's synced ``test_metrics.reliability()``), with a W&B table of per-bin
       confidence, accuracy and count;
-    - strategy pictures, from what the strategy's ``summary()`` exposes: per-class epsilon
-      bars (``epsilon_per_class``, class-frequency smoothing) and the soft-label matrix
-      heatmap (``S``, online smoothing).
+    - the strategy's pictures, from its ``figures()`` hook (``<key>.png``, e.g.
+      ``smoothing_epsilon_per_class.png`` for class-frequency smoothing, ``smoothing_S.png``
+      for online smoothing).
     """
 
     def __init__(self, dirpath: str | Path) -> None:
@@ -40,15 +41,10 @@ class RunFigures(pl.Callback):
 
     @staticmethod
     def _strategy_figures(pl_module: pl.LightningModule) -> dict[str, Figure]:
-        summary = pl_module.strategy.summary()
-        figures = {}
-        if "epsilon_per_class" in summary:
-            figures["smoothing/epsilon_per_class"] = epsilon_bars(
-                summary["epsilon_per_class"], pl_module.class_counts, "Epsilon per class"
-            )
-        if "S" in summary:
-            figures["smoothing/S"] = matrix_heatmap(summary["S"], "Online soft labels S")
-        return figures
+        return {
+            key: draw(spec, pl_module.class_counts, key)
+            for key, spec in pl_module.strategy.figures().items()
+        }
 
     def _emit(self, trainer: pl.Trainer, key: str, fig: Figure) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
@@ -71,6 +67,20 @@ class RunFigures(pl.Callback):
                 for b in range(len(edges) - 1)
             ]
             logger.log_table(key, ["lower", "upper", "confidence", "accuracy", "count"], rows)
+
+
+def draw(spec: Any, class_counts: Sequence[int] | None, key: str = "figure") -> Figure:
+    """A matplotlib figure from what a strategy's ``figures()`` returned under ``key``."""
+    if isinstance(spec, PerClassBars):
+        return epsilon_bars(spec.values, class_counts, spec.title, spec.ylabel)
+    if isinstance(spec, MatrixHeatmap):
+        return matrix_heatmap(spec.matrix, spec.title, spec.xlabel, spec.ylabel)
+    if hasattr(spec, "savefig"):
+        return spec
+    raise TypeError(
+        f"figures()[{key!r}] must be a PerClassBars, a MatrixHeatmap or a matplotlib Figure, "
+        f"got {type(spec).__name__}"
+    )
 
 
 def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:

@@ -17,6 +17,7 @@ def epsilon_bars(
     epsilon_per_class: Any,
     class_counts: Sequence[int] | Any | None = None,
     title: str = "Smoothing per class",
+    ylabel: str = "epsilon",
 ) -> Figure:
     """One bar per class with its epsilon; with ``class_counts``, the training count of each
     class as a line on a log-scaled right axis (head classes left when sorted by count)."""
@@ -24,8 +25,8 @@ def epsilon_bars(
     classes = np.arange(epsilon.size)
     fig = Figure(figsize=(max(4.0, 0.25 * epsilon.size + 2), 3.5), layout="constrained")
     ax = fig.subplots()
-    ax.bar(classes, epsilon, color="tab:purple", edgecolor="black", label="epsilon")
-    ax.set(xlabel="class", ylabel="epsilon", title=title, ylim=(0, max(1e-3, 1.1 * epsilon.max())))
+    ax.bar(classes, epsilon, color="tab:purple", edgecolor="black", label=ylabel)
+    ax.set(xlabel="class", ylabel=ylabel, title=title, ylim=(0, max(1e-3, 1.1 * epsilon.max())))
     if epsilon.size <= 30:
         ax.set_xticks(classes)
     if class_counts is not None:

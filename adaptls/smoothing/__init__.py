@@ -6,10 +6,13 @@
 >>> loss = s(logits, targets)  # doctest: +SKIP
 """
 
+import importlib
+import pkgutil
+
 from adaptls.smoothing.acls import ACLSmoothing
 from adaptls.smoothing.adafocal import AdaFocalLoss
 from adaptls.smoothing.adaptive_focal import AdaptiveFocalLoss
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import REGISTRY, SmoothingStrategy, SoftTarget
 from adaptls.smoothing.cals import ClassAdaptiveMarginSmoothing
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
@@ -26,26 +29,19 @@ from adaptls.smoothing.schedule import EpsilonSchedule
 from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing
 
-STRATEGIES: dict[str, type[SmoothingStrategy]] = {
-    cls.name: cls
-    for cls in (
-        NoSmoothing,
-        UniformSmoothing,
-        ConfidenceSmoothing,
-        ClassFrequencySmoothing,
-        OnlineSmoothing,
-        FeedbackSmoothing,
-        SelfDistillSmoothing,
-        FocalLoss,
-        AdaptiveFocalLoss,
-        MarginSmoothing,
-        ClassAdaptiveMarginSmoothing,
-        AdaFocalLoss,
-        ACLSmoothing,
-        DualFocalLoss,
-        MDCA,
-    )
-}
+
+def _import_strategy_modules() -> None:
+    """Import every public module of this package: each strategy registers itself."""
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_strategy_modules()
+#: Every strategy by its ``smoothing=<name>``: the ones in this package, and any other
+#: ``SmoothingStrategy`` subclass with a ``name`` once its module is imported (a live,
+#: read-only view of :data:`adaptls.smoothing.base.REGISTRY`).
+STRATEGIES = REGISTRY
 
 __all__ = [
     "MDCA",

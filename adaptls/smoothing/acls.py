@@ -82,13 +82,5 @@ class ACLSmoothing(CalibrationLoss):
             self._record(penalty=penalty.sum() / counted.sum().clamp_min(1))
         return reduce_rows(ce + alpha * penalty, counted, reduction)
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "pos_lambda": self.pos_lambda,
-            "neg_lambda": self.neg_lambda,
-            "margin": self.margin,
-        }
-
     def log_values(self) -> dict[str, Any]:
         return {**super().log_values(), "smoothing/alpha": self.alpha * self.schedule_factor}

@@ -230,13 +230,3 @@ class AdaFocalLoss(CalibrationLoss):
         summary["gamma_per_bin"] = self.gammas.tolist()
         summary["bin_edges"] = self.bin_edges.tolist()
         return summary
-
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "num_bins": self.num_bins,
-            "lamda": self.lamda,
-            "gamma_init": self.gamma_init,
-            "switch_point": self.switch_point,
-            "gamma_min": self.gamma_min,
-            "gamma_max": self.gamma_max,
-        }

@@ -83,6 +83,3 @@ class AdaptiveFocalLoss(CalibrationLoss):
                 low_fraction=(counted & (pt < LOW)).sum() / n,
             )
         return reduce_rows(rows, counted, reduction)
-
-    def hparams(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "gamma_low": self.gamma_low, "gamma_mid": self.gamma_mid}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -22,6 +24,7 @@ from adaptls.checks import (
 from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
 from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 from adaptls.smoothing._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
+from adaptls.smoothing.figures import FigureSpec
 from adaptls.smoothing.functional import (
     check_inputs,
     check_reduction,
@@ -33,6 +36,7 @@ from adaptls.smoothing.schedule import EpsilonSchedule
 
 # Argument checks a strategy's constructor uses (adaptls.checks; re-exported here for authors).
 __all__ = [
+    "REGISTRY",
     "SmoothingStrategy",
     "SoftTarget",
     "StateSpec",
@@ -115,6 +119,21 @@ class SmoothingStrategy(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    #: Default search space of ``hparams_search`` when no
+    #: ``conf/search_space/<search>/<name>.yaml`` exists: hyperparameter -> an expression of
+    #: the Optuna sweeper (``"interval(0.0, 0.4)"``, ``"tag(log, interval(0.1, 10))"``,
+    #: ``"choice(1, 5)"``). Empty: such a search stops with an error naming both ways.
+    search_space: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        """Register every subclass that sets its own ``name`` (``smoothing=<name>``).
+
+        A shared base that sets no ``name`` (e.g. ``CalibrationLoss``) is not registered;
+        ``register=False`` keeps a named class out (a test's toy strategy).
+        """
+        super().__init_subclass__(**kwargs)
+        if register and "name" in cls.__dict__:
+            register_strategy(cls)
 
     def __init__(
         self,
@@ -486,6 +505,13 @@ class SmoothingStrategy(nn.Module):
         """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors)."""
         return {}
 
+    def figures(self) -> dict[str, FigureSpec | Any]:
+        """Pictures of the strategy's state for the end of a run, keyed ``smoothing/<name>``:
+        :class:`~adaptls.smoothing.figures.PerClassBars`,
+        :class:`~adaptls.smoothing.figures.MatrixHeatmap`, or a matplotlib ``Figure``.
+        Separate from :meth:`summary` (the ``metrics.json`` record)."""
+        return {}
+
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures,
         and the smoothing amount applied over training (:meth:`smoothing_amount`)."""
@@ -563,8 +589,23 @@ class SmoothingStrategy(nn.Module):
         return self.schedule.factor(self.epoch, self.max_epochs)
 
     def hparams(self) -> dict[str, Any]:
-        """The constructor's hyperparameters (what a config sets)."""
-        return {}
+        """The constructor's hyperparameters (what a config sets), as the strategy holds them.
+
+        Read from the constructor: every named parameter of ``__init__`` along the class
+        hierarchy (``ignore_index`` and ``schedule``, the options every strategy takes,
+        aside), valued by the attribute of the same name, i.e. after the constructor's
+        checks (``epsilon=0`` is recorded as 0.0). A strategy stores each hyperparameter
+        under its own name, or overrides this method.
+        """
+        hparams = {}
+        for name in constructor_hyperparameters(type(self)):
+            if not hasattr(self, name):
+                raise AttributeError(
+                    f"{type(self).__name__} takes the hyperparameter {name!r} but keeps no "
+                    f"attribute self.{name}: store it under that name, or override hparams()"
+                )
+            hparams[name] = getattr(self, name)
+        return hparams
 
     def extra_repr(self) -> str:
         items = [f"{k}={v!r}" for k, v in self.hparams().items()]
@@ -708,6 +749,57 @@ def _record_weight(strategy: SmoothingStrategy, weight: float) -> Iterator[None]
     finally:
         for part in parts:
             part._applied_weight = 1.0
+
+
+# ---------------------------------------------------------------------------- the registry
+_REGISTRY: dict[str, type[SmoothingStrategy]] = {}
+#: Every registered strategy by name: filled as strategy modules are imported
+#: (``adaptls.smoothing`` imports all of its own; Hydra imports a config's ``_target_``).
+REGISTRY: Mapping[str, type[SmoothingStrategy]] = MappingProxyType(_REGISTRY)
+# Constructor options every strategy takes: not hyperparameters of one strategy.
+COMMON_OPTIONS = frozenset(inspect.signature(SmoothingStrategy.__init__).parameters) - {"self"}
+
+
+def register_strategy(cls: type[SmoothingStrategy]) -> type[SmoothingStrategy]:
+    """Register ``cls`` under ``cls.name`` (done for every named subclass on definition).
+
+    Two different classes may not share a name; the same class defined again (a module
+    reloaded) replaces its earlier self.
+    """
+    name = cls.__dict__.get("name")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise TypeError(
+            f"{cls.__qualname__}.name must be an identifier (its smoothing=<name>), got {name!r}"
+        )
+    known = _REGISTRY.get(name)
+    if known is not None and _where(known) != _where(cls):
+        raise ValueError(
+            f"strategy name {name!r} is taken by {_where(known)}; {_where(cls)} needs another"
+        )
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def constructor_hyperparameters(cls: type[SmoothingStrategy]) -> list[str]:
+    """Names of ``cls``'s hyperparameters: the named parameters of every ``__init__`` from
+    ``cls`` up to :class:`SmoothingStrategy` (a subclass forwards ``**kwargs`` to its
+    parent's), in that order, without :data:`COMMON_OPTIONS`."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is SmoothingStrategy or not issubclass(klass, SmoothingStrategy):
+            break
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for parameter in list(inspect.signature(init).parameters.values())[1:]:
+            named = parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            if named and parameter.name not in COMMON_OPTIONS and parameter.name not in names:
+                names.append(parameter.name)
+    return names
 
 
 def _number(value: float | Tensor) -> float | None:

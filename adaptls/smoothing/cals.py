@@ -218,16 +218,3 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
             "smoothing/rho_mean": self.rhos.mean(),
             "smoothing/rho_max": self.rhos.max(),
         }
-
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "margin": self.margin,
-            "lambda_min": self.lambda_min,
-            "lambda_max": self.lambda_max,
-            "lambda_step": self.lambda_step,
-            "rho_min": self.rho_min,
-            "rho_max": self.rho_max,
-            "rho_step": self.rho_step,
-            "rho_growth": self.rho_growth,
-            "tau": self.tau,
-        }

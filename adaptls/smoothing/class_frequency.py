@@ -18,6 +18,7 @@ from adaptls.smoothing.base import (
     check_epsilon,
     check_positive,
 )
+from adaptls.smoothing.figures import PICTURED_CLASSES, PerClassBars
 
 SHAPES = ("concave", "linear", "convex", "power")
 COUNT_SCALES = ("linear", "log")
@@ -142,17 +143,15 @@ class ClassFrequencySmoothing(SmoothingStrategy):
         safe = torch.where(targets == self.ignore_index, 0, targets)
         return SoftTarget(self.epsilon_per_class.to(targets.device)[safe])
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "epsilon_head": self.epsilon_head,
-            "epsilon_tail": self.epsilon_tail,
-            "shape": self.shape,
-            "power": self.power,
-            "count_scale": self.count_scale,
-        }
-
     def summary(self) -> dict[str, Any]:
         return {
             **super().summary(),
             **per_class_figures("epsilon_per_class", self.epsilon_per_class),
+        }
+
+    def figures(self) -> dict[str, PerClassBars]:
+        if not 0 < self.epsilon_per_class.numel() <= PICTURED_CLASSES:
+            return {}
+        return {
+            "smoothing/epsilon_per_class": PerClassBars(self.epsilon_per_class, "Epsilon per class")
         }

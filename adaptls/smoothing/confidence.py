@@ -139,11 +139,3 @@ class ConfidenceSmoothing(SmoothingStrategy):
                 any_counted, torch.where(counted, eps, float("-inf")).amax(), nan
             ),
         }
-
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "epsilon_min": self.epsilon_min,
-            "epsilon_max": self.epsilon_max,
-            "signal": self.signal,
-            "power": self.power,
-        }

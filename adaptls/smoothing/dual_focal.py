@@ -67,8 +67,5 @@ class DualFocalLoss(CalibrationLoss):
             self._record(runner_up=(runner_up * counted).sum() / counted.sum().clamp_min(1))
         return reduce_rows(rows, counted, reduction)
 
-    def hparams(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
-
     def log_values(self) -> dict[str, Any]:
         return {**super().log_values(), "smoothing/gamma": self.gamma * self.schedule_factor}

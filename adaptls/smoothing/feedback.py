@@ -11,6 +11,7 @@ from torch import Tensor
 from adaptls.checks import check_nonnegative
 from adaptls.smoothing._figures import per_class_figures
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
+from adaptls.smoothing.figures import PICTURED_CLASSES, PerClassBars
 
 
 class FeedbackSmoothing(SmoothingStrategy):
@@ -107,20 +108,18 @@ class FeedbackSmoothing(SmoothingStrategy):
         # NaN gap until the first validation epoch (nanmean: no host sync to filter it).
         return {"smoothing/epsilon": self.epsilon.mean(), "smoothing/gap": self.gap.nanmean()}
 
-    def hparams(self) -> dict[str, Any]:
-        return {
-            "epsilon_init": self.epsilon_init,
-            "gain": self.gain,
-            "epsilon_min": self.epsilon_min,
-            "epsilon_max": self.epsilon_max,
-            "per_class": self.per_class,
-        }
-
     def summary(self) -> dict[str, Any]:
         summary = super().summary()
         if self.per_class:
             summary.update(per_class_figures("epsilon_per_class", self.epsilon))
         return summary
+
+    def figures(self) -> dict[str, PerClassBars]:
+        if not (self.per_class and self.epsilon.numel() <= PICTURED_CLASSES):
+            return {}
+        return {
+            "smoothing/epsilon_per_class": PerClassBars(self.epsilon, "Feedback epsilon per class")
+        }
 
 
 def _vector(metrics: Mapping[str, Any], key: str, like: Tensor) -> Tensor:

@@ -53,8 +53,5 @@ class FocalLoss(CalibrationLoss):
         rows = focal_weight(one_minus_exp(-nll), gamma) * nll
         return reduce_rows(rows, counted_rows(y, self.ignore_index), reduction)
 
-    def hparams(self) -> dict[str, Any]:
-        return {"gamma": self.gamma}
-
     def log_values(self) -> dict[str, Any]:
         return {"smoothing/gamma": self.gamma * self.schedule_factor}

@@ -65,8 +65,5 @@ class MarginSmoothing(CalibrationLoss):
             self._record(penalty=penalty.sum() / counted.sum().clamp_min(1))
         return reduce_rows(ce + alpha * penalty, counted, reduction)
 
-    def hparams(self) -> dict[str, Any]:
-        return {"margin": self.margin, "alpha": self.alpha}
-
     def log_values(self) -> dict[str, Any]:
         return {**super().log_values(), "smoothing/alpha": self.alpha * self.schedule_factor}

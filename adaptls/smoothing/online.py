@@ -20,6 +20,7 @@ from adaptls.smoothing._topk_labels import (
     sparse_logit_term,
 )
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.figures import PICTURED_CLASSES, MatrixHeatmap
 from adaptls.smoothing.functional import dense_soft_targets
 
 
@@ -262,12 +263,15 @@ class OnlineSmoothing(SmoothingStrategy):
             "smoothing/S_diag_mean": diagonal.mean(),
         }
 
-    def hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "init": self.init, "topk": self.topk}
-
     def summary(self) -> dict[str, Any]:
         summary = super().summary()
         k = self.num_classes or 0
         if 0 < k <= 100:
             summary["S"] = (self.S if self.topk is None else self.labels.dense()).tolist()
         return summary
+
+    def figures(self) -> dict[str, MatrixHeatmap]:
+        if not 0 < (self.num_classes or 0) <= PICTURED_CLASSES:
+            return {}
+        S = self.S if self.topk is None else self.labels.dense()
+        return {"smoothing/S": MatrixHeatmap(S, "Online soft labels S")}

@@ -115,8 +115,5 @@ class SelfDistillSmoothing(SmoothingStrategy):
     def log_values(self) -> dict[str, float | Tensor]:
         return {"smoothing/epsilon": self.alpha if self.max_epochs else 0.0}
 
-    def hparams(self) -> dict[str, Any]:
-        return {"alpha_T": self.alpha_T}
-
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "stored_predictions": int(self.stored.sum())}

@@ -29,8 +29,5 @@ class UniformSmoothing(SmoothingStrategy):
     ) -> SoftTarget:
         return SoftTarget(self.epsilon)
 
-    def hparams(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon}
-
     def log_values(self) -> dict[str, float]:
         return {"smoothing/epsilon": self.epsilon}

@@ -61,7 +61,7 @@ def worker(rank: int, backend: str, init_file: str, out_dir: str, names: list[st
         dist.destroy_process_group()
 
 
-class Counting(SmoothingStrategy):
+class Counting(SmoothingStrategy, register=False):
     """A toy strategy: counts training rows per class; epsilon grows with the count."""
 
     name = "counting"
