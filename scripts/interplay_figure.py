@@ -6,24 +6,40 @@ under every combination of the other regularisers (dropout, weight decay, mixup)
 Runs are grouped as ``scripts/compare.py`` groups them; the regulariser axes are
 ``model.dropout``, ``optimizer.weight_decay`` and ``mix``. One column per combination (none
 first, then one, two, all three regularisers), in each a marker per strategy (the mean
-over seeds) with its seeds as small dots, one panel per metric.
+over seeds) with its seeds as small dots, one panel per measure: accuracy, ECE, and the
+signed gap mean confidence - accuracy (above 0 over-confident, below 0 under-confident,
+which ECE alone does not tell).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from adaptls.compare import compare, load_runs
 
 REGULARISERS = (("model.dropout", "dropout"), ("optimizer.weight_decay", "wd"), ("mix", "mixup"))
-METRICS = (
-    ("test/acc", "test accuracy (%)"),
-    ("test/ece", "test ECE (%)"),
-    ("test/ts/ece", "test ECE after temperature scaling (%)"),
+
+
+def _percent(name: str) -> Callable[[dict[str, float]], float | None]:
+    return lambda metrics: 100 * metrics[name] if name in metrics else None
+
+
+def _gap(metrics: dict[str, float]) -> float | None:
+    if "test/confidence" not in metrics or "test/acc" not in metrics:
+        return None
+    return 100 * (metrics["test/confidence"] - metrics["test/acc"])
+
+
+# (axis title, the value of one run) per panel
+MEASURES: tuple[tuple[str, Callable[[dict[str, float]], float | None]], ...] = (
+    ("test accuracy (%)", _percent("test/acc")),
+    ("test ECE (%)", _percent("test/ece")),
+    ("confidence - accuracy (%)\n> 0 over-, < 0 under-confident", _gap),
 )
 COLOURS = {"none": "#555555", "uniform": "#1f77b4", "feedback": "#d62728"}
 
@@ -43,41 +59,47 @@ def combination_label(used: Sequence[bool]) -> str:
 
 
 def interplay_figure(
-    paths: Sequence[str | Path], metrics: Sequence[tuple[str, str]] = METRICS
+    paths: Sequence[str | Path],
+    measures: Sequence[tuple[str, Callable[[dict[str, float]], float | None]]] = MEASURES,
 ) -> Figure:
-    comparison = compare(
-        load_runs(paths), [m for m, _ in metrics], group_by=[k for k, _ in REGULARISERS]
-    )
+    runs = load_runs(paths)
+    groups = compare(runs, ["test/acc"], group_by=[k for k, _ in REGULARISERS]).groups
     combos = sorted(
-        {combination(g.key) for g in comparison.groups}, key=lambda c: (sum(c), [not x for x in c])
+        {combination(g.key) for g in groups}, key=lambda c: (sum(c), [not x for x in c])
     )
-    strategies = list(dict.fromkeys(g.key["strategy"] for g in comparison.groups))
+    present = {g.key["strategy"] for g in groups}
+    strategies = [n for n in COLOURS if n in present] + sorted(present - set(COLOURS))
     width = 0.8 / max(len(strategies), 1)
-    fig = Figure(figsize=(10, 2.6 * len(metrics)), layout="constrained")
-    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, (metric, title) in zip(axes, metrics, strict=True):
-        for group in comparison.groups:
+    fig = Figure(figsize=(10, 2.6 * len(measures)), layout="constrained")
+    axes = fig.subplots(len(measures), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (title, measure) in zip(axes, measures, strict=True):
+        for group in groups:
             x = combos.index(combination(group.key))
             s = strategies.index(group.key["strategy"])
             at = x + (s - (len(strategies) - 1) / 2) * width
             colour = COLOURS.get(group.key["strategy"])
-            seeds = [100 * r.metrics[metric] for r in group.runs if metric in r.metrics]
-            ax.scatter([at] * len(seeds), seeds, s=10, color=colour, alpha=0.45, linewidths=0)
-            ax.scatter(
-                [at],
-                [100 * group.mean[metric]],
-                s=45,
-                marker="D",
-                color=colour,
-                label=group.key["strategy"] if x == 0 else None,
-            )
+            values = [v for v in (measure(r.metrics) for r in group.runs) if v is not None]
+            if not values:
+                continue
+            ax.scatter([at] * len(values), values, s=10, color=colour, alpha=0.45, linewidths=0)
+            label = group.key["strategy"] if x == 0 else None
+            ax.scatter([at], [np.mean(values)], s=45, marker="D", color=colour, label=label)
         for x in range(1, len(combos)):
             ax.axvline(x - 0.5, color="#dddddd", linewidth=0.8)
-        ax.set_ylabel(title)
+        if measure is _gap:
+            ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_ylabel(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(title="smoothing", ncols=len(strategies), loc="lower left", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: strategies.index(labels[i]))
+    fig.legend(
+        [handles[i] for i in order],
+        [f"smoothing={labels[i]}" for i in order],
+        loc="outside upper center",
+        ncols=len(strategies),
+    )
     axes[-1].set_xticks(range(len(combos)), [combination_label(c) for c in combos])
-    axes[-1].set_xlabel("other regularisers (dropout 0.2, AdamW weight decay, mixup)")
+    axes[-1].set_xlabel("other regularisers (dropout 0.2, AdamW weight decay 0.05, mixup)")
     return fig
 
 

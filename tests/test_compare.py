@@ -531,7 +531,7 @@ def test_dropout_weight_decay_and_mix_are_swept_keys(tmp_path: Path) -> None:
     assert len(cli.groups) == 8 and all(g.n == 2 for g in cli.groups)
     # scripts/interplay_figure.py draws those groups: one column per combination
     script = runpy.run_path(str(ROOT / "scripts" / "interplay_figure.py"))
-    fig = script["interplay_figure"]([tmp_path / "cli"], [("test/acc", "acc"), ("test/ece", "ece")])
+    fig = script["interplay_figure"]([tmp_path / "cli"])
     ticks = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
     assert ticks == [
         "none",
@@ -545,6 +545,9 @@ def test_dropout_weight_decay_and_mix_are_swept_keys(tmp_path: Path) -> None:
     ]
     # 8 groups: a mean marker and the seeds' dots each
     assert len(fig.axes[0].collections) == 2 * 8
+    # the third panel: confidence - accuracy in points (these fake runs report no confidence)
+    assert len(fig.axes) == 3 and not fig.axes[2].collections
+    assert script["_gap"]({"test/confidence": 0.7, "test/acc": 0.8}) == pytest.approx(-10.0)
     cfg = compare(load_runs([tmp_path / "cfg"]), ["test/acc"])
     assert set(cfg.keys) == {"strategy", "model.dropout", "optimizer.weight_decay", "mix._target_"}
     assert len(cfg.groups) == 8 and all(g.n == 2 for g in cfg.groups)
