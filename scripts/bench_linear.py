@@ -13,6 +13,9 @@ of L = N * V * 4 bytes (the fp32 logits' size):
   (d) adaptls linear_soft_target_cross_entropy, uniform 0.1
   (e) adaptls, per-row epsilon with a (V,) prior
   (f) adaptls, per-row prior rows picked from a table (OLS-style), for information
+  (g)-(i) strategies through ``SmoothingStrategy.linear_loss``, for information:
+      confidence (max_prob; entropy, which costs one more pass over each chunk) and
+      online smoothing with top-32 soft labels (learned from one observed batch)
 
 Targets for (d) and (e): <= 0.1 L extra peak memory and <= 1.05x the time of (b).
 CPU memory is measured as scripts/bench_loss.py does (whose helpers this imports): each
@@ -43,7 +46,12 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_loss import proc_status_kib, reset_peak_rss, sync
 
-from adaptls.smoothing import linear_soft_target_cross_entropy
+from adaptls.smoothing import (
+    ConfidenceSmoothing,
+    OnlineSmoothing,
+    SmoothingStrategy,
+    linear_soft_target_cross_entropy,
+)
 
 FULL = (8192, 256, 32000)
 QUICK = (2048, 256, 32000)
@@ -51,7 +59,12 @@ EPS = 0.1
 MAX_PRIOR_ROWS = 4096  # table rows for case (f), as in bench_loss.py
 ANCHOR = "(b) torch linear_cross_entropy chunked, no smoothing"
 OURS = ("(d) adaptls uniform 0.1", "(e) adaptls per-row eps + (V,) prior")
-INFO = "(f) adaptls per-row prior (table rows)"
+INFO = (
+    "(f) adaptls per-row prior (table rows)",
+    "(g) confidence max_prob (strategy.linear_loss)",
+    "(h) confidence entropy (strategy.linear_loss)",
+    "(i) online topk=32 (strategy.linear_loss)",
+)
 MEMORY_TARGET, TIME_TARGET = 0.1, 1.05
 
 
@@ -77,6 +90,12 @@ def cases(inp: dict[str, torch.Tensor]) -> dict[str, Callable]:
     table, index = inp["table"], inp["index"]
     options = torch.nn.LinearCrossEntropyOptions()
     ours = linear_soft_target_cross_entropy
+    v, device = inp["weight"].shape[0], inp["weight"].device
+    max_prob = _strategy(ConfidenceSmoothing(signal="max_prob"), v, device)
+    entropy = _strategy(ConfidenceSmoothing(signal="entropy"), v, device)
+    online = _strategy(OnlineSmoothing(topk=32), v, device)
+    online.observe_linear(inp["hidden"], inp["weight"], y, bias=inp["bias"])
+    online.on_epoch_end()
     return {
         "(a) torch CE(linear) label_smoothing=0.1": lambda h, w, b: F.cross_entropy(
             F.linear(h, w, b), y, label_smoothing=EPS
@@ -87,8 +106,16 @@ def cases(inp: dict[str, torch.Tensor]) -> dict[str, Callable]:
         ),
         OURS[0]: lambda h, w, b: ours(h, w, y, EPS, bias=b),
         OURS[1]: lambda h, w, b: ours(h, w, y, eps_rows, prior, bias=b),
-        INFO: lambda h, w, b: ours(h, w, y, 0.5, table, prior_index=index, bias=b),
+        INFO[0]: lambda h, w, b: ours(h, w, y, 0.5, table, prior_index=index, bias=b),
+        INFO[1]: lambda h, w, b: max_prob.linear_loss(h, w, y, bias=b),
+        INFO[2]: lambda h, w, b: entropy.linear_loss(h, w, y, bias=b),
+        INFO[3]: lambda h, w, b: online.linear_loss(h, w, y, bias=b),
     }
+
+
+def _strategy(strategy: SmoothingStrategy, v: int, device: torch.device) -> SmoothingStrategy:
+    strategy.setup(num_classes=v)
+    return strategy.to(device)
 
 
 def step(fn: Callable, inp: dict[str, torch.Tensor]) -> None:
@@ -176,7 +203,7 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help=f"the smaller shape {'x'.join(map(str, QUICK))}"
     )
-    parser.add_argument("--skip-info", action="store_true", help="leave out case (f)")
+    parser.add_argument("--skip-info", action="store_true", help="leave out cases (f)-(i)")
     parser.add_argument(
         "--memory-worker", nargs=2, metavar=("NxDxV", "CASE"), help=argparse.SUPPRESS
     )
@@ -190,7 +217,7 @@ def main() -> None:
         shape = tuple(map(int, args.shape.split("x")))
     else:
         shape = QUICK if args.quick else FULL
-    skip = {INFO} if args.skip_info else set()
+    skip = set(INFO) if args.skip_info else set()
     n, d, v = shape
     print(f"# fused linear + soft-target CE, fp32 forward+backward on {args.device}")
     print(

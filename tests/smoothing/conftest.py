@@ -11,8 +11,9 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from adaptls.smoothing import _fused
+from adaptls.smoothing import _fused, _fused_linear
 
 
 def _reference_soft_targets(targets, k, epsilon, prior=None, prior_index=None, ignore_index=-100):
@@ -61,6 +62,45 @@ def _chunk_elements(elements: int | None):
         yield
     finally:
         _fused._CHUNK_ELEMENTS, _fused._MIN_CHUNK_ELEMENTS = saved
+
+
+@contextlib.contextmanager
+def _linear_chunk_rows(rows: int | None):
+    """Run the fused linear loss with ``rows`` rows per chunk (None: the library's rule)."""
+    saved = _fused_linear._CHUNK_ROWS
+    _fused_linear._CHUNK_ROWS = rows
+    try:
+        yield
+    finally:
+        _fused_linear._CHUNK_ROWS = saved
+
+
+class _Allocations(TorchDispatchMode):
+    """Records every aten op's name and the largest tensor any op returns (views
+    included): ``with allocations() as seen: ...``, then ``seen.names``, ``seen.largest``."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if torch.is_tensor(t):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.fixture(scope="session")
+def chunk_rows():
+    return _linear_chunk_rows
+
+
+@pytest.fixture(scope="session")
+def allocations():
+    return _Allocations
 
 
 @pytest.fixture(scope="session")

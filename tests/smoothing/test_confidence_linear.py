@@ -10,29 +10,16 @@ statistics (log-sum-exp, target logit, entropy of the chunk in hand), not a seco
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-import adaptls.smoothing._fused_linear as fused_linear
 from adaptls.smoothing import ConfidenceSmoothing, soft_target_cross_entropy
 
 SIGNALS = ("max_prob", "target_prob", "entropy")
 TOL64 = {"atol": 1e-11, "rtol": 1e-9}
-
-
-@contextlib.contextmanager
-def chunk_rows(rows):
-    saved = fused_linear._CHUNK_ROWS
-    fused_linear._CHUNK_ROWS = rows
-    try:
-        yield
-    finally:
-        fused_linear._CHUNK_ROWS = saved
 
 
 def batch(n=90, d=16, v=3000, dtype=torch.float64, seed=0):
@@ -65,7 +52,7 @@ def definition_epsilon(logits, targets, signal, e_min=0.05, e_max=0.4, power=1.5
 
 @pytest.mark.parametrize("signal", SIGNALS)
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_float64_matches_the_definition(signal, reduction):
+def test_float64_matches_the_definition(signal, reduction, chunk_rows):
     hidden, weight, bias, targets = batch()
     strategy = make(signal, weight.shape[0])
     got = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
@@ -109,7 +96,7 @@ def test_float32_agrees_with_the_unfused_strategy(signal):
 
 
 @pytest.mark.parametrize("signal", SIGNALS)
-def test_a_second_backward_reuses_the_decided_epsilons(signal):
+def test_a_second_backward_reuses_the_decided_epsilons(signal, chunk_rows):
     hidden, weight, bias, targets = batch(n=40, v=500)
     h = hidden.clone().requires_grad_()
     strategy = make(signal, 500, schedule={"name": "cosine"})
@@ -123,29 +110,13 @@ def test_a_second_backward_reuses_the_decided_epsilons(signal):
     torch.testing.assert_close(h.grad, first, **TOL64)
 
 
-class _Ops(TorchDispatchMode):
-    """Records every aten op's name and the largest tensor any op returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.names, self.largest = set(), 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(func.overloadpacket.__name__)
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, tuple | list) else (out,):
-            if torch.is_tensor(t):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("signal", SIGNALS)
-def test_no_second_softmax_and_no_logits(signal):
+def test_no_second_softmax_and_no_logits(signal, allocations):
     n, v = 1024, 1000
     hidden, weight, bias, targets = batch(n=n, v=v, dtype=torch.float32)
     strategy = make(signal, v)
     w = weight.requires_grad_()
-    with _Ops() as ops:
+    with allocations() as ops:
         strategy.linear_loss(hidden, w, targets, bias=bias).backward()
     assert not {"_softmax", "_log_softmax", "softmax", "log_softmax"} & ops.names
     assert ops.largest <= n * v // 16  # one chunk: at most ceil(N / 16) rows of V

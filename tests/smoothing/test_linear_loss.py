@@ -15,7 +15,6 @@ weight- and bias-gradient entry and per reduced loss. See ``Bounds``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -25,7 +24,6 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd import gradcheck
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import adaptls.smoothing._fused_linear as fused_linear
 from adaptls.smoothing import linear_soft_target_cross_entropy, soft_target_cross_entropy
@@ -41,17 +39,6 @@ OUTPUT_ROUNDING = {
 REDUCTIONS = ("mean", "sum", "none")
 PRIOR_KINDS = ("uniform", "shared", "rows", "rows_shaped", "table")
 EPS_KINDS = ("float", "scalar_tensor", "rows")
-
-
-@contextlib.contextmanager
-def chunk_rows(rows: int | None):
-    """Force ``rows`` rows per chunk (None: the library's rule)."""
-    saved = fused_linear._CHUNK_ROWS
-    fused_linear._CHUNK_ROWS = rows
-    try:
-        yield
-    finally:
-        fused_linear._CHUNK_ROWS = saved
 
 
 @dataclass
@@ -226,7 +213,7 @@ def grad_output_for(case: Case, reduction: str, seed=1):
 @pytest.mark.parametrize("prior_kind", PRIOR_KINDS)
 @pytest.mark.parametrize("eps_kind", EPS_KINDS)
 @pytest.mark.parametrize("rows", [None, 5])  # 5 rows per chunk: 42 rows end mid-chunk
-def test_float64_matches_unfused(reduction, prior_kind, eps_kind, rows):
+def test_float64_matches_unfused(reduction, prior_kind, eps_kind, rows, chunk_rows):
     case = make_case(eps_kind=eps_kind, prior_kind=prior_kind)
     with chunk_rows(rows):
         assert_matches(case, reduction, torch.float64, grad_output_for(case, reduction))
@@ -235,7 +222,7 @@ def test_float64_matches_unfused(reduction, prior_kind, eps_kind, rows):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("prior_kind", PRIOR_KINDS)
 @pytest.mark.parametrize("rows", [None, 7])
-def test_float32_within_rounding_bounds(reduction, prior_kind, rows):
+def test_float32_within_rounding_bounds(reduction, prior_kind, rows, chunk_rows):
     # a vocabulary bigger than the dimension, logits of a few units, 3 x 40 rows
     case = make_case(lead=(3, 40), d=32, v=300, prior_kind=prior_kind, scale=0.5, seed=2)
     with chunk_rows(rows):
@@ -257,7 +244,7 @@ def test_float32_agrees_with_the_float32_unfused_loss(prior_kind):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("prior_kind", ["uniform", "shared", "table"])
-def test_half_precision_inputs_accumulate_in_float32(dtype, prior_kind):
+def test_half_precision_inputs_accumulate_in_float32(dtype, prior_kind, chunk_rows):
     case = make_case(lead=(4, 16), d=16, v=100, prior_kind=prior_kind, seed=4)
     with chunk_rows(9):
         # a large loss scale, as fp16 mixed precision uses: applied before rounding
@@ -354,7 +341,7 @@ def test_empty_input_gives_zero_loss(reduction):
 
 
 @pytest.mark.parametrize("lead", [(), (1,), (2, 3, 4)])
-def test_leading_shapes(lead):
+def test_leading_shapes(lead, chunk_rows):
     case = make_case(lead=lead, ignored=0.0 if lead == () else 0.3)
     with chunk_rows(5):
         for reduction in REDUCTIONS:
@@ -362,7 +349,7 @@ def test_leading_shapes(lead):
 
 
 @pytest.mark.parametrize("prior_kind", PRIOR_KINDS)
-def test_chunkings_agree(prior_kind):
+def test_chunkings_agree(prior_kind, chunk_rows):
     case = make_case(lead=(23,), prior_kind=prior_kind)
     results = []
     for rows in (1, 2, 7, 22, 23, 64, None):
@@ -385,27 +372,12 @@ def test_chunk_rule_keeps_the_buffer_small():
             assert rows <= max(math.ceil(n / 16), fused_linear._MIN_CHUNK_ROWS)
 
 
-class _LargestAllocation(TorchDispatchMode):
-    """Records the largest tensor any aten op returns (views included)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, tuple | list) else (out,):
-            if torch.is_tensor(t):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("prior_kind", ["uniform", "shared", "table"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_never_allocates_the_logits(prior_kind, reduction):
+def test_never_allocates_the_logits(prior_kind, reduction, allocations):
     case = make_case(lead=(2048,), d=8, v=1024, prior_kind=prior_kind)
     h, w, b = (t.float().requires_grad_() for t in (case.hidden, case.weight, case.bias))
-    with _LargestAllocation() as mode:
+    with allocations() as mode:
         loss = linear_soft_target_cross_entropy(
             h, w, case.targets, case.epsilon.float(), case.prior, bias=b, **case.kwargs(reduction)
         )
@@ -421,7 +393,7 @@ def test_never_allocates_the_logits(prior_kind, reduction):
 @pytest.mark.parametrize("prior_kind", ["uniform", "shared", "rows", "table"])
 @pytest.mark.parametrize("eps_kind", ["float", "rows"])
 @pytest.mark.parametrize("rows", [None, 2])
-def test_gradcheck_float64(reduction, prior_kind, eps_kind, rows):
+def test_gradcheck_float64(reduction, prior_kind, eps_kind, rows, chunk_rows):
     case = make_case(lead=(5,), d=3, v=4, eps_kind=eps_kind, prior_kind=prior_kind, ignored=0.2)
     leaves = tuple(t.clone().requires_grad_() for t in (case.hidden, case.weight, case.bias))
 
@@ -544,7 +516,7 @@ def cases(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(cases())
-def test_property_equals_unfused(problem):
+def test_property_equals_unfused(chunk_rows, problem):
     case, reduction, rows = problem
     with chunk_rows(rows):
         assert_matches(case, reduction, torch.float64, grad_output_for(case, reduction))

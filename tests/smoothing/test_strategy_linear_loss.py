@@ -17,13 +17,10 @@ epsilons agree to ~1e-7: both are compared at ``F32_TOL``.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-import adaptls.smoothing._fused_linear as fused_linear
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
 
 K, D = 9, 4
@@ -40,16 +37,6 @@ def tolerance(name, stateful):
     if name == "confidence" or (stateful and name in ("online", "self_distill")):
         return F32_TOL
     return TOL
-
-
-@contextlib.contextmanager
-def chunk_rows(rows):
-    saved = fused_linear._CHUNK_ROWS
-    fused_linear._CHUNK_ROWS = rows
-    try:
-        yield
-    finally:
-        fused_linear._CHUNK_ROWS = saved
 
 
 def batch(seed=0):
@@ -80,7 +67,7 @@ def with_state(name, **overrides) -> SmoothingStrategy:
     return strategy
 
 
-def both_ways(strategy, reduction, seed=0):
+def both_ways(strategy, reduction, chunk_rows, seed=0):
     """(loss, grads) through linear_loss and through the unfused call, and the applied
     epsilon each recorded."""
     out = []
@@ -110,9 +97,9 @@ def both_ways(strategy, reduction, seed=0):
 @pytest.mark.parametrize("name", SUPPORTED)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("stateful", [False, True])
-def test_linear_loss_equals_the_unfused_strategy(name, reduction, stateful):
+def test_linear_loss_equals_the_unfused_strategy(name, reduction, stateful, chunk_rows):
     strategy = with_state(name) if stateful else make(name)
-    (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, reduction)
+    (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, reduction, chunk_rows)
     assert loss.shape == ref.shape
     tol = tolerance(name, stateful)
     torch.testing.assert_close(loss, ref, **tol)
@@ -123,11 +110,11 @@ def test_linear_loss_equals_the_unfused_strategy(name, reduction, stateful):
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
-def test_the_schedule_factor_applies_through_the_linear_path(name):
+def test_the_schedule_factor_applies_through_the_linear_path(name, chunk_rows):
     strategy = with_state(name, schedule={"name": "cosine"})
     strategy.set_epoch(2, max_epochs=4)
     assert 0.0 < strategy.schedule_factor < 1.0
-    (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, "mean")
+    (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, "mean", chunk_rows)
     torch.testing.assert_close(loss, ref, **tolerance(name, True))
     torch.testing.assert_close(grads[1], ref_grads[1], **tolerance(name, True))
     torch.testing.assert_close(record, ref_record, **tolerance(name, True))
@@ -146,7 +133,7 @@ def test_evaluation_records_nothing(name):
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_observe_linear_leaves_the_state_observe_leaves(name):
+def test_observe_linear_leaves_the_state_observe_leaves(name, chunk_rows):
     fused, unfused = make(name), make(name)
     for seed in range(2):
         hidden, weight, bias, targets, indices = batch(seed)
@@ -165,7 +152,7 @@ def test_observe_linear_leaves_the_state_observe_leaves(name):
         )
 
 
-def test_observe_linear_never_builds_all_the_logits(monkeypatch):
+def test_observe_linear_never_builds_all_the_logits(monkeypatch, chunk_rows):
     strategy = make("online")
     hidden, weight, bias, targets, _ = batch()
     seen = []
