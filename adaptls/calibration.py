@@ -24,7 +24,7 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["fit_temperature"]
+__all__ = ["TemperatureGrid", "fit_temperature"]
 
 
 def fit_temperature(
@@ -90,8 +90,13 @@ def fit_temperature(
 
 
 def _checked_rows(
-    logits: Tensor, targets: Tensor, ignore_index: int | None
+    logits: Tensor,
+    targets: Tensor,
+    ignore_index: int | None,
+    dtype: torch.dtype | None = torch.float64,
 ) -> tuple[Tensor, Tensor]:
+    """(N, K) logits (in ``dtype``; None: as given) and (N,) int64 targets of the rows that
+    count, checked."""
     if not torch.is_tensor(logits) or not logits.is_floating_point():
         raise TypeError(
             f"logits must be a floating-point tensor, got {getattr(logits, 'dtype', type(logits))}"
@@ -106,7 +111,8 @@ def _checked_rows(
             f"got logits {tuple(logits.shape)} and targets {tuple(targets.shape)}"
         )
     num_classes = logits.shape[-1]
-    x = logits.detach().reshape(-1, num_classes).double()
+    x = logits.detach().reshape(-1, num_classes)
+    x = x if dtype is None else x.to(dtype)
     y = targets.detach().reshape(-1).long()
     if ignore_index is not None:
         keep = y != ignore_index
@@ -143,3 +149,106 @@ def _at_bound(value: float, which: str) -> float:
         stacklevel=3,
     )
     return value
+
+
+class TemperatureGrid:
+    r"""Fit T from logits seen once, batch by batch, in memory O(grid), not O(N K).
+
+    For a temperature scaling of token logits (N = every validation token, K = the
+    vocabulary) the logits cannot be kept. Instead, at G temperatures log-spaced over
+    ``bounds`` (u_g = log T_g, spacing h), :meth:`update` adds each batch's sums of the NLL
+    and of its first two derivatives in u (exact, per row, float64 sums):
+
+    .. math:: \frac{df}{du} = -\beta f'(\beta), \qquad
+              \frac{d^2 f}{du^2} = \beta f'(\beta) + \beta^2 f''(\beta), \qquad \beta = e^{-u},
+
+    with :math:`f'(\beta) = E_p[x] - x_y` and :math:`f''(\beta) = \mathrm{Var}_p[x]` as in
+    :func:`fit_temperature`. The NLL is unimodal in u, so df/du changes sign once:
+    :meth:`fit` brackets the root between two grid points and solves the cubic Hermite
+    interpolant of df/du built from its exact values and slopes there (error
+    O(h^4 max|d^5 f/du^5|)): T agrees with :func:`fit_temperature` on the same logits to
+    about 1e-3 relative with the default 17 points (spacing 0.58 in log T; tested). Each batch costs about five
+    passes over its logits per grid point; the states sum across ranks.
+    """
+
+    def __init__(
+        self,
+        *,
+        bounds: tuple[float, float] = (1e-2, 1e2),
+        points: int = 17,
+        ignore_index: int | None = -100,
+    ) -> None:
+        t_min, t_max = _checked_bounds(bounds)
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ValueError(f"points must be an int >= 2, got {points!r}")
+        self.log_t = torch.linspace(math.log(t_min), math.log(t_max), points, dtype=torch.float64)
+        self.ignore_index = ignore_index
+        # Per grid point: sums over rows of (NLL, dNLL/du, d2NLL/du2); and the row count.
+        self.sums = torch.zeros(points, 3, dtype=torch.float64)
+        self.count = torch.zeros((), dtype=torch.float64)
+
+    @torch.no_grad()
+    def update(self, logits: Tensor, targets: Tensor, *, chunk_elements: int = 1 << 20) -> None:
+        """Add the rows of ``logits`` (..., K) whose ``targets`` (...) are not ignored."""
+        x, y = _checked_rows(logits, targets, self.ignore_index, dtype=None)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        rows = max(1, chunk_elements // x.shape[1])
+        for start in range(0, len(y), rows):
+            chunk = x[start : start + rows].to(dtype)
+            # Shifted by the row max (x_c <= 0): exp never overflows at any beta > 0, and
+            # the mean and variance of x under p are those of x_c.
+            top = chunk.amax(dim=1, keepdim=True)
+            xc = chunk - top
+            xc_y = xc.gather(1, y[start : start + rows].unsqueeze(1)).squeeze(1).double()
+            xc2 = xc * xc
+            e = torch.empty_like(xc)
+            for g, u in enumerate(self.log_t.tolist()):
+                beta = math.exp(-u)
+                torch.mul(xc, beta, out=e).exp_()  # in place: one buffer for all points
+                s = e.sum(dim=1).double()
+                m1 = torch.linalg.vecdot(e, xc).double() / s  # E_p[x_c]
+                m2 = torch.linalg.vecdot(e, xc2).double() / s  # E_p[x_c^2]
+                d_beta = m1 - xc_y  # f'(beta) per row
+                var = (m2 - m1 * m1).clamp_min(0)  # f''(beta) per row
+                nll = s.log() - beta * xc_y
+                self.sums[g, 0] += nll.sum().cpu()
+                self.sums[g, 1] += (-beta * d_beta).sum().cpu()
+                self.sums[g, 2] += (beta * d_beta + beta * beta * var).sum().cpu()
+        self.count += len(y)
+
+    def nll(self) -> Tensor:
+        """(G,) mean NLL at each grid temperature ``exp(log_t)``."""
+        return self.sums[:, 0] / self.count
+
+    def fit(self) -> float:
+        """The temperature minimising the mean NLL of the rows seen (see the class doc)."""
+        if float(self.count) == 0:
+            raise ValueError("TemperatureGrid.fit needs at least one row (update() first)")
+        slope = self.sums[:, 1] / self.count
+        curvature = self.sums[:, 2] / self.count
+        if slope[0] >= 0:
+            return _at_bound(float(self.log_t[0].exp()), "lower")
+        if slope[-1] <= 0:
+            return _at_bound(float(self.log_t[-1].exp()), "upper")
+        g = int((slope >= 0).nonzero()[0]) - 1  # slope[g] < 0 <= slope[g + 1]
+        u0, u1 = float(self.log_t[g]), float(self.log_t[g + 1])
+        h = u1 - u0
+        d0, d1 = float(slope[g]), float(slope[g + 1])
+        c0, c1 = float(curvature[g]) * h, float(curvature[g + 1]) * h
+
+        def hermite(s: float) -> float:  # the interpolant of the slope at u0 + s h
+            return (
+                (2 * s**3 - 3 * s**2 + 1) * d0
+                + (s**3 - 2 * s**2 + s) * c0
+                + (-2 * s**3 + 3 * s**2) * d1
+                + (s**3 - s**2) * c1
+            )
+
+        lo, hi = 0.0, 1.0  # hermite(lo) < 0 <= hermite(hi): bisect to double precision
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if hermite(mid) < 0:
+                lo = mid
+            else:
+                hi = mid
+        return math.exp(u0 + h * (lo + hi) / 2)

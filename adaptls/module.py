@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -12,8 +13,12 @@ from torch import Tensor, nn
 
 from adaptls.finite_loss import FiniteLossCheck
 from adaptls.metrics import CalibrationSuite
+from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
+from adaptls.models.linear_head import has_linear_head
 from adaptls.smoothing import SmoothingStrategy
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -48,14 +53,28 @@ class SmoothingClassifier(pl.LightningModule):
       (``val/class/acc``, ``val/class/confidence``, ``val/class/count``: (K,) tensors);
     - ``log_values()`` is logged after every training step.
 
+    A model with a linear head (``features(x)`` and ``head``, see
+    :mod:`adaptls.models.linear_head`; the language models) is trained through
+    ``strategy.linear_loss(hidden, head.weight, targets, bias=head.bias, indices=...)``
+    and observed through ``strategy.observe_linear(...)``, which never hold the N x V
+    logits; ``train/acc`` is then not logged (it would need them), and batches are not
+    mixed (token ids do not mix). A strategy that cannot run that way
+    (``linear_unsupported``) gets the logits, with a warning. Validation and test compute
+    the logits batch by batch as for any model.
+
+    Token-level tasks (``token_level=True``, language modelling: (B, T, V) logits with
+    (B, T) targets, ``-100`` where there is no target) also log ``<stage>/ppl``, the
+    perplexity exp(NLL) of the unsmoothed mean NLL over the counted tokens.
+
     Args:
-        net: maps a batch of inputs to (B, K) logits.
+        net: maps a batch of inputs to (B, K) logits (or (B, T, K) for sequences).
         strategy: the smoothing strategy (an ``nn.Module``; its state is checkpointed).
         optimizer: builds the optimizer from the parameters (a Hydra ``_partial_``).
         scheduler: builds an epoch-wise LR scheduler from the optimizer, or ``None``.
         num_classes, class_counts: facts from the datamodule (training split counts).
         n_bins: calibration bins for the metrics.
         mix: the training batches' mixing augmentation (:mod:`adaptls.mix`; default none).
+        token_level: log perplexity too (language modelling).
     """
 
     def __init__(
@@ -69,6 +88,7 @@ class SmoothingClassifier(pl.LightningModule):
         class_counts: Sequence[int] | None = None,
         n_bins: int = 15,
         mix: Mixer | None = None,
+        token_level: bool = False,
     ) -> None:
         super().__init__()
         self.net = net
@@ -81,6 +101,20 @@ class SmoothingClassifier(pl.LightningModule):
         self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.mix = mix if mix is not None else NoMix()
+        self.token_level = token_level
+        if has_linear_head(net) and not isinstance(self.mix, NoMix):
+            raise ValueError(
+                f"mix={self.mix!r} does not apply to {type(net).__name__}: its inputs are "
+                "token ids, which do not mix (use mix=none)"
+            )
+        self.linear_head = has_linear_head(net) and strategy.linear_unsupported is None
+        if has_linear_head(net) and not self.linear_head:
+            log.warning(
+                "%s cannot use the fused linear loss (%s): training computes the full "
+                "logits of every batch instead",
+                type(strategy).__name__,
+                strategy.linear_unsupported,
+            )
         self._epoch_ended = False
         self._finite_loss = FiniteLossCheck()
 
@@ -98,16 +132,29 @@ class SmoothingClassifier(pl.LightningModule):
         indices = batch[2] if len(batch) > 2 else None  # positions in the training set
         mixed = self.mix(x, y)
         partner = mixed.partner(indices)
-        logits = self(mixed.x)
-        loss = self.strategy.mixed_loss(
-            logits, mixed.y_a, mixed.y_b, mixed.lam, indices_a=indices, indices_b=partner
-        )
+        if self.linear_head:  # the N x V logits are never formed (and nothing is mixed)
+            hidden, head = self.net.features(x), self.net.head
+            loss = self.strategy.linear_loss(
+                hidden, head.weight, y, bias=head.bias, indices=indices
+            )
+            logits = None
+        else:
+            logits = self(mixed.x)
+            loss = self.strategy.mixed_loss(
+                logits, mixed.y_a, mixed.y_b, mixed.lam, indices_a=indices, indices_b=partner
+            )
         # checked once per epoch (below) and before any checkpoint: a host read per step
         # would stall a GPU every step
         self._finite_loss.record(loss, batch_idx, self.global_step)
-        self.strategy.observe_mixed(
-            logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
-        )
+        if logits is None:
+            bias = None if head.bias is None else head.bias.detach()
+            self.strategy.observe_linear(
+                hidden.detach(), head.weight.detach(), y, bias=bias, indices=indices
+            )
+        else:
+            self.strategy.observe_mixed(
+                logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
+            )
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self._check_finite_loss(across_ranks=True)  # before the strategy's update
             self.strategy.on_epoch_end()
@@ -115,12 +162,13 @@ class SmoothingClassifier(pl.LightningModule):
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
         # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
-        pred = logits.detach().argmax(-1)
-        acc = (pred == mixed.y_a).float().mean() * mixed.lam
-        if mixed.lam < 1.0:
-            acc = acc + (pred == mixed.y_b).float().mean() * (1.0 - mixed.lam)
-        self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
+        if logits is not None:
+            # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
+            pred = logits.detach().argmax(-1)
+            acc = (pred == mixed.y_a).float().mean() * mixed.lam
+            if mixed.lam < 1.0:
+                acc = acc + (pred == mixed.y_b).float().mean() * (1.0 - mixed.lam)
+            self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
         values = self.strategy.log_values()
         if values:
             self.log_dict(values, on_step=True, on_epoch=False)
@@ -180,6 +228,8 @@ class SmoothingClassifier(pl.LightningModule):
 
     def _log_suite(self, suite: CalibrationSuite, stage: str) -> dict[str, float]:
         values = {f"{stage}/{k}": float(v) for k, v in suite.compute().items()}
+        if self.token_level:
+            values[f"{stage}/ppl"] = perplexity(values[f"{stage}/nll"])
         # Already synced across ranks by the metric itself, so identical on every rank;
         # Lightning cannot see that and asks for sync_dist: the max of identical values is
         # that value, exactly (a mean could round).

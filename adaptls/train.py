@@ -101,6 +101,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         class_counts=datamodule.class_counts,
         n_bins=cfg.n_bins,
         mix=mix,
+        token_level=getattr(datamodule, "token_level", False),
     )
     return datamodule, module, trainer
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptls.calibration import fit_temperature
+from adaptls.calibration import TemperatureGrid, fit_temperature
 
 
 def synthetic(t_true: float, n: int = 20_000, k: int = 10, seed: int = 0):
@@ -91,3 +91,57 @@ def test_separable_data_returns_the_lower_bound_with_a_warning():
 def test_bad_input_is_named(logits, targets, kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         fit_temperature(logits, targets, **kwargs)
+
+
+# ---------------------------------------------------------------------- TemperatureGrid
+@pytest.mark.parametrize(
+    ("k", "scale", "t_true"), [(10, 3.0, 1.7), (1000, 5.0, 0.6), (300, 2.0, 3.0)]
+)
+def test_streamed_temperature_matches_the_exact_fit(k, scale, t_true):
+    torch.manual_seed(k)
+    logits = torch.randn(1500, k) * scale
+    targets = torch.distributions.Categorical(logits=logits / t_true).sample()
+    grid = TemperatureGrid()
+    for x, y in zip(logits.split(256), targets.split(256), strict=True):
+        grid.update(x, y)  # one batch at a time, nothing kept
+    assert grid.fit() == pytest.approx(fit_temperature(logits, targets), rel=2e-3)
+    assert grid.sums.shape == (17, 3)  # the state does not grow with the rows
+
+
+def test_streamed_nll_is_exact_at_every_grid_temperature_and_skips_ignored_rows():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 7, 11) * 4
+    targets = torch.randint(11, (6, 7))
+    targets[1, 3:] = -100
+    grid = TemperatureGrid(points=5)
+    grid.update(logits, targets)
+    keep = targets != -100
+    for t, nll in zip(grid.log_t.exp(), grid.nll(), strict=True):
+        expected = torch.nn.functional.cross_entropy(logits[keep].double() / t, targets[keep])
+        assert float(nll) == pytest.approx(float(expected), rel=1e-6)
+    assert float(grid.count) == int(keep.sum())
+
+
+def test_streamed_sums_add_across_ranks():
+    torch.manual_seed(1)
+    logits, targets = torch.randn(400, 9) * 3, torch.randint(9, (400,))
+    whole, first, second = TemperatureGrid(), TemperatureGrid(), TemperatureGrid()
+    whole.update(logits, targets)
+    first.update(logits[:150], targets[:150])
+    second.update(logits[150:], targets[150:])
+    first.sums += second.sums  # what the callback's all-gather sum does
+    first.count += second.count
+    torch.testing.assert_close(first.sums, whole.sums, rtol=1e-9, atol=1e-9)
+    assert first.fit() == pytest.approx(whole.fit(), rel=1e-9)
+
+
+def test_streamed_fit_warns_at_a_bound_and_needs_rows():
+    logits = torch.tensor([[10.0, -10.0], [-10.0, 10.0]])
+    grid = TemperatureGrid()
+    grid.update(logits, torch.tensor([0, 1]))  # perfectly separated: T -> 0
+    with pytest.warns(RuntimeWarning, match="lower temperature bound"):
+        assert grid.fit() == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="at least one row"):
+        TemperatureGrid().fit()
+    with pytest.raises(ValueError, match="points must be an int >= 2"):
+        TemperatureGrid(points=1)

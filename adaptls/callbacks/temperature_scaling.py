@@ -2,52 +2,60 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
-from adaptls.calibration import fit_temperature
+from adaptls.calibration import TemperatureGrid
 from adaptls.metrics import CalibrationSuite
+from adaptls.metrics.nll import perplexity
+
+log = logging.getLogger(__name__)
 
 
 class TemperatureScaling(pl.Callback):
-    """Fit one temperature T on the latest validation pass, report ``test/ts/<metric>``.
+    """Fit one temperature T on the latest validation run, report ``test/ts/<metric>``.
 
-    The validation logits of the most recent (non-sanity) validation pass are kept; at the
-    start of testing, T is fitted on them by NLL (:func:`adaptls.calibration.fit_temperature`,
-    all ranks' logits gathered, so every rank fits the same T). Test logits are divided by T
-    and the whole calibration suite is logged again under ``test/ts/``, with T itself as
-    ``test/ts/temperature``. ``adaptls.train`` validates the best checkpoint right before
-    testing it, so T belongs to the tested weights. Accuracy is unchanged by construction.
+    T is fitted by NLL on the most recent ``trainer.validate`` pass (the validation passes
+    inside fit are skipped: they cost the fit's statistics and their weights are not the
+    tested ones). The logits are not kept: each batch adds its NLL statistics on a grid of
+    temperatures (:class:`adaptls.calibration.TemperatureGrid`, memory O(grid), so it works
+    for token logits at vocabulary scale), summed across ranks at the start of testing so
+    that every rank fits the same T. Test logits are divided by T and the whole calibration
+    suite is logged again under ``test/ts/``, with T itself as ``test/ts/temperature`` (and
+    ``test/ts/ppl`` for token-level tasks). ``adaptls.train`` validates the evaluated
+    weights right before testing them, so T belongs to the tested weights. Accuracy is
+    unchanged by construction. Without a validate run before the test, nothing is logged.
     """
 
     def __init__(self, n_bins: int = 15) -> None:
         self.n_bins = n_bins
         self.temperature: float | None = None
-        self._logits: list[Tensor] = []
-        self._targets: list[Tensor] = []
+        self._grid: TemperatureGrid | None = None
         self._suite: CalibrationSuite | None = None
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._logits, self._targets = [], []
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._grid = TemperatureGrid()
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any
     ) -> None:
-        if trainer.sanity_checking or not isinstance(outputs, dict):
+        if trainer.state.fn != TrainerFn.VALIDATING or not isinstance(outputs, dict):
             return
-        self._logits.append(outputs["logits"].float().cpu())
-        self._targets.append(outputs["targets"].cpu())
+        self._grid.update(outputs["logits"], outputs["targets"])
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self._logits:
-            self.temperature = None
+        self.temperature = None
+        if self._grid is None:
+            log.warning("no validate run before this test: test/ts/* metrics are skipped")
             return
-        logits = _gather(pl_module, torch.cat(self._logits))
-        targets = _gather(pl_module, torch.cat(self._targets))
-        self.temperature = fit_temperature(logits, targets)
+        self._grid.sums = _sum_ranks(pl_module, self._grid.sums)
+        self._grid.count = _sum_ranks(pl_module, self._grid.count)
+        self.temperature = self._grid.fit()
         self._suite = CalibrationSuite(
             pl_module.num_classes, pl_module.class_counts, n_bins=self.n_bins
         ).to(pl_module.device)
@@ -63,14 +71,15 @@ class TemperatureScaling(pl.Callback):
             return
         values = {f"test/ts/{k}": float(v) for k, v in self._suite.compute().items()}
         values["test/ts/temperature"] = self.temperature
+        if getattr(pl_module, "token_level", False):
+            values["test/ts/ppl"] = perplexity(values["test/ts/nll"])
         # Identical on every rank (the suite is synced): see SmoothingClassifier._log_suite.
         pl_module.log_dict(values, sync_dist=True, reduce_fx="max")
         self._suite = None
 
 
-def _gather(pl_module: pl.LightningModule, tensor: Tensor) -> Tensor:
-    """Concatenate ``tensor`` from all ranks (a no-op in one process)."""
+def _sum_ranks(pl_module: pl.LightningModule, tensor: Tensor) -> Tensor:
+    """Sum ``tensor`` over all ranks (a no-op in one process)."""
     if pl_module.trainer.world_size == 1:
         return tensor
-    gathered = pl_module.all_gather(tensor.to(pl_module.device))
-    return gathered.reshape(-1, *tensor.shape[1:]).cpu()
+    return pl_module.all_gather(tensor.to(pl_module.device)).sum(dim=0).cpu()

@@ -1,6 +1,7 @@
 """LightningDataModules over in-memory tensors, with long-tailed variants.
 
-Every datamodule yields batches ``(inputs float32, targets int64, indices int64)`` and,
+Every classification datamodule yields batches ``(inputs float32, targets int64, indices
+int64)`` (language modelling: int64 token blocks, see :mod:`adaptls.data.text_lm`) and,
 after ``prepare_data()`` + ``setup()``, knows ``num_classes``, ``class_counts`` (training
 split), ``input_shape`` and ``num_train``. See :class:`TensorDataModule`.
 """
@@ -13,6 +14,7 @@ from adaptls.data.mnist1d import MNIST1DDataModule
 from adaptls.data.split import stratified_split
 from adaptls.data.synthetic import SyntheticDataModule
 from adaptls.data.text_cls import TextClassificationDataModule
+from adaptls.data.text_lm import TextLMDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -23,6 +25,7 @@ __all__ = [
     "SyntheticDataModule",
     "TensorDataModule",
     "TextClassificationDataModule",
+    "TextLMDataModule",
     "long_tail_counts",
     "long_tail_subsample",
     "stratified_split",

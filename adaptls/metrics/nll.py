@@ -14,6 +14,7 @@ row with :math:`p_{iy} = 0` costs about 87 nats (float32) instead of making the 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor
@@ -21,7 +22,12 @@ from torch import Tensor
 from adaptls.metrics._base import PredictionMetric
 from adaptls.metrics._inputs import Predictions
 
-__all__ = ["NegativeLogLikelihood", "nll_sum"]
+__all__ = ["NegativeLogLikelihood", "nll_sum", "perplexity"]
+
+
+def perplexity(nll: float) -> float:
+    """Perplexity exp(NLL) of a mean NLL per token in nats (inf where exp overflows)."""
+    return math.exp(nll) if nll < 709.0 else math.inf
 
 
 def nll_sum(batch: Predictions) -> Tensor:

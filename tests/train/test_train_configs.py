@@ -31,6 +31,7 @@ MODEL_DATA = {
     "resnet20": "cifar10",
     "resnet32": "cifar100",
     "text_cnn": "text_cls",
+    "transformer_lm": "text_lm",
 }
 
 
@@ -138,10 +139,12 @@ def test_model_option_builds_from_the_datamodule_facts(compose_train, output_dir
     net = instantiate_group(cfg, "model")(
         input_shape=datamodule.input_shape, num_classes=datamodule.num_classes
     )
-    shape = (2, *datamodule.input_shape)
+    shape, k = (2, *datamodule.input_shape), datamodule.num_classes
     vocab = getattr(datamodule, "vocab_size", None)  # token ids for models of text
     logits = net(torch.randint(1, vocab, shape) if vocab else torch.randn(shape))
-    assert logits.shape == (2, datamodule.num_classes)
+    # a language model predicts at every position: (B, T) token ids -> (B, T, K)
+    expected = (*shape, k) if getattr(datamodule, "token_level", False) else (2, k)
+    assert logits.shape == expected
 
 
 @pytest.mark.parametrize("option", options("optimizer"))

@@ -1,0 +1,151 @@
+"""Language modelling through the Lightning module: the fused head in training, token-level
+metrics (perplexity included) and temperature scaling over token logits."""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import partial
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassCalibrationError
+
+from adaptls.calibration import fit_temperature
+from adaptls.callbacks import TemperatureScaling
+from adaptls.data import TextLMDataModule
+from adaptls.data.corpora import pydoc_topics
+from adaptls.data.text_lm import IGNORE_INDEX
+from adaptls.models import TransformerLM
+from adaptls.module import SmoothingClassifier
+from adaptls.smoothing import ClassFrequencySmoothing, FocalLoss, UniformSmoothing
+
+
+class TinyText(TextLMDataModule):
+    """The real pipeline on 12 pydoc topics: a few thousand tokens."""
+
+    def documents(self):
+        docs = list(pydoc_topics().values())[:12]
+        return {"train": docs[:8], "val": docs[8:10], "test": docs[10:]}
+
+
+@pytest.fixture(scope="module")
+def datamodule(tmp_path_factory) -> TextLMDataModule:
+    dm = TinyText(
+        vocab_size=300, context_length=16, batch_size=8, data_dir=tmp_path_factory.mktemp("d")
+    )
+    dm.setup()
+    return dm
+
+
+def make_module(dm: TextLMDataModule, strategy) -> SmoothingClassifier:
+    torch.manual_seed(0)
+    net = TransformerLM(dm.input_shape, dm.num_classes, layers=1, width=32, heads=2, dropout=0.0)
+    return SmoothingClassifier(
+        net,
+        strategy,
+        partial(torch.optim.AdamW, lr=3e-3),
+        num_classes=dm.num_classes,
+        class_counts=dm.class_counts,
+        token_level=True,
+    )
+
+
+def make_trainer(**kwargs) -> pl.Trainer:
+    options = {
+        "max_epochs": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        **kwargs,
+    }
+    return pl.Trainer(accelerator="cpu", deterministic=True, **options)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [UniformSmoothing(epsilon=0.1), ClassFrequencySmoothing(epsilon_head=0.2)],
+    ids=["uniform", "class_frequency"],
+)
+def test_training_never_forms_the_logits(datamodule, strategy, monkeypatch):
+    module = make_module(datamodule, strategy)
+    assert module.linear_head
+    before = [p.detach().clone() for p in module.parameters()]
+
+    def no_logits(*args, **kwargs):
+        raise AssertionError("training computed the N x V logits")
+
+    monkeypatch.setattr(module.net, "forward", no_logits)
+    trainer = make_trainer(limit_train_batches=4, limit_val_batches=0)
+    trainer.fit(module, datamodule=datamodule)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert "train/acc" not in trainer.callback_metrics  # it would need the logits
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_a_strategy_that_reads_logits_trains_on_them_with_a_warning(datamodule, caplog):
+    with caplog.at_level(logging.WARNING, logger="adaptls.module"):
+        module = make_module(datamodule, FocalLoss())
+    assert not module.linear_head
+    assert "FocalLoss cannot use the fused linear loss" in caplog.text
+    make_trainer(limit_train_batches=2, limit_val_batches=0).fit(module, datamodule=datamodule)
+
+
+def token_rows(module, loader):
+    """(N, V) logits and (N,) targets of every counted position, by hand."""
+    logits, targets = [], []
+    with torch.no_grad():
+        for x, y, _ in loader:
+            z = module.net.eval()(x)
+            keep = y != IGNORE_INDEX
+            logits.append(z[keep].double())
+            targets.append(y[keep])
+    return torch.cat(logits), torch.cat(targets)
+
+
+def test_token_metrics_and_perplexity_match_a_hand_computation(datamodule):
+    module = make_module(datamodule, UniformSmoothing(epsilon=0.1))
+    trainer = make_trainer(limit_train_batches=6, callbacks=[TemperatureScaling()])
+    trainer.fit(module, datamodule=datamodule)
+    val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+
+    z, y = token_rows(module, datamodule.test_dataloader())
+    assert len(y) == int((datamodule.test_dataset.tensors[1] != IGNORE_INDEX).sum())
+    nll = F.cross_entropy(z, y)  # unsmoothed, over the counted tokens only
+    p = z.softmax(-1)
+    assert test["test/nll"] == pytest.approx(float(nll), rel=1e-5)
+    assert test["test/ppl"] == pytest.approx(math.exp(float(nll)), rel=1e-5)
+    assert test["test/acc"] == pytest.approx(float((z.argmax(-1) == y).double().mean()), abs=1e-7)
+    brier = ((p - F.one_hot(y, p.shape[1])) ** 2).sum(-1).mean()
+    assert test["test/brier"] == pytest.approx(float(brier), rel=1e-5)
+    ece = MulticlassCalibrationError(num_classes=p.shape[1], n_bins=15, norm="l1")(p.float(), y)
+    assert test["test/ece"] == pytest.approx(float(ece), abs=1e-5)
+    assert "val/ppl" in val and val["val/ppl"] == pytest.approx(math.exp(val["val/nll"]))
+
+    # Temperature scaling on the token logits of the validate run, without keeping them.
+    z_val, y_val = token_rows(module, datamodule.val_dataloader())
+    assert test["test/ts/temperature"] == pytest.approx(fit_temperature(z_val, y_val), rel=2e-3)
+    assert test["test/ts/acc"] == test["test/acc"]
+    t = test["test/ts/temperature"]
+    ts_nll = float(F.cross_entropy(z / t, y))
+    assert test["test/ts/nll"] == pytest.approx(ts_nll, rel=1e-5)
+    assert test["test/ts/ppl"] == pytest.approx(math.exp(ts_nll), rel=1e-5)
+
+
+def test_mixing_token_ids_is_refused(datamodule):
+    from adaptls.mix import MixUp
+
+    net = TransformerLM(datamodule.input_shape, datamodule.num_classes, layers=1, width=16)
+    with pytest.raises(ValueError, match="token ids, which do not mix"):
+        SmoothingClassifier(
+            net,
+            UniformSmoothing(),
+            partial(torch.optim.AdamW),
+            num_classes=datamodule.num_classes,
+            mix=MixUp(),
+        )
