@@ -227,3 +227,12 @@ def test_bad_topk_is_named():
     assert OnlineSmoothing(topk=50).hparams()["topk"] == 50
     s = make(5, topk=50)  # more than the classes: all of them (exact)
     assert s.S_index.shape == (5, 5)
+
+
+def test_distributed_top_k_says_it_is_not_supported(monkeypatch):
+    import adaptls.smoothing.online as online
+
+    s = make(6, topk=2)
+    monkeypatch.setattr(online, "is_distributed", lambda: True)
+    with pytest.raises(NotImplementedError, match="topk=None"):
+        s.update_state()
