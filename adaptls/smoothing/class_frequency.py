@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_class_counts
-from adaptls.smoothing._figures import per_class_figures
+from adaptls.smoothing._per_class_summary import summarise_per_class
 from adaptls.smoothing.base import (
     SmoothingStrategy,
     SoftTarget,
@@ -146,7 +146,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
     def summary(self) -> dict[str, Any]:
         return {
             **super().summary(),
-            **per_class_figures("epsilon_per_class", self.epsilon_per_class),
+            **summarise_per_class("epsilon_per_class", self.epsilon_per_class),
         }
 
     def figures(self) -> dict[str, PerClassBars]:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._figures import per_class_figures
+from adaptls.smoothing._per_class_summary import summarise_per_class
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
 from adaptls.smoothing.figures import PICTURED_CLASSES, PerClassBars
 
@@ -111,7 +111,7 @@ class FeedbackSmoothing(SmoothingStrategy):
     def summary(self) -> dict[str, Any]:
         summary = super().summary()
         if self.per_class:
-            summary.update(per_class_figures("epsilon_per_class", self.epsilon))
+            summary.update(summarise_per_class("epsilon_per_class", self.epsilon))
         return summary
 
     def figures(self) -> dict[str, PerClassBars]:

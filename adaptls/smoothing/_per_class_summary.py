@@ -13,7 +13,7 @@ LISTED_CLASSES = 1000
 _QUANTILES = {"min": 0.0, "p10": 0.1, "p50": 0.5, "p90": 0.9, "max": 1.0}
 
 
-def per_class_figures(name: str, values: Tensor) -> dict[str, Any]:
+def summarise_per_class(name: str, values: Tensor) -> dict[str, Any]:
     """``{name: [...]}`` for up to :data:`LISTED_CLASSES` values, else
     ``{name + "_quantiles": {"min", "p10", "p50", "p90", "max"}}`` (NaN values skipped)."""
     if values.numel() <= LISTED_CLASSES:
