@@ -16,7 +16,7 @@ from adaptls.metrics import CalibrationSuite
 from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
 from adaptls.models.linear_head import has_linear_head
-from adaptls.smoothing import SmoothingStrategy
+from adaptls.smoothing import SmoothingStrategy, ValidationPass
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class SmoothingClassifier(pl.LightningModule):
       deadlocks). A checkpoint written at the end of the epoch holds the updated state.
       With data of unknown length the update falls back to ``on_train_epoch_end``;
     - ``observe_validation(logits, targets)`` after every validation step of fit;
-    - ``on_validation_end(metrics)`` after every validation epoch *of fit* (not the sanity
-      check, not a later ``trainer.validate``/``trainer.test``: evaluation never moves a
-      strategy), with the synced validation metrics (``val/...``) and per-class figures
-      (``val/class/acc``, ``val/class/confidence``, ``val/class/count``: (K,) tensors);
+    - ``on_validation_end(validation)`` after every validation epoch *of fit* (not the
+      sanity check, not a later ``trainer.validate``/``trainer.test``: evaluation never
+      moves a strategy), with a :class:`~adaptls.smoothing.ValidationPass` of the synced
+      validation figures, per class included;
     - ``log_values()`` is logged after every training step.
 
     A model with a linear head (``features(x)`` and ``head``, see
@@ -206,10 +206,10 @@ class SmoothingClassifier(pl.LightningModule):
         return {"logits": logits.detach(), "targets": y}
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self._log_suite(self.val_metrics, "val")
+        values = self._log_suite(self.val_metrics, "val")
         if self._fitting():
-            per_class = {f"val/class/{k}": v for k, v in self.val_metrics.per_class().items()}
-            self.strategy.on_validation_end({**metrics, **per_class})
+            validation = ValidationPass.from_suite(values, self.val_metrics.per_class())
+            self.strategy.on_validation_end(validation)
         self.val_metrics.reset()
 
     def _fitting(self) -> bool:
@@ -227,13 +227,19 @@ class SmoothingClassifier(pl.LightningModule):
         self.test_metrics.reset()
 
     def _log_suite(self, suite: CalibrationSuite, stage: str) -> dict[str, float]:
-        values = {f"{stage}/{k}": float(v) for k, v in suite.compute().items()}
+        """Log the suite's figures as ``<stage>/<name>``; return them by name."""
+        values = {k: float(v) for k, v in suite.compute().items()}
         if self.token_level:
-            values[f"{stage}/ppl"] = perplexity(values[f"{stage}/nll"])
+            values["ppl"] = perplexity(values["nll"])
         # Already synced across ranks by the metric itself, so identical on every rank;
         # Lightning cannot see that and asks for sync_dist: the max of identical values is
         # that value, exactly (a mean could round).
-        self.log_dict(values, prog_bar=False, sync_dist=True, reduce_fx="max")
+        self.log_dict(
+            {f"{stage}/{k}": v for k, v in values.items()},
+            prog_bar=False,
+            sync_dist=True,
+            reduce_fx="max",
+        )
         return values
 
     # ------------------------------------------------------------------ optimisation

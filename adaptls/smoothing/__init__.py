@@ -28,6 +28,7 @@ from adaptls.smoothing.online import OnlineSmoothing
 from adaptls.smoothing.schedule import EpsilonSchedule
 from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing
+from adaptls.smoothing.validation_pass import ClassFigures, ValidationPass
 
 
 def _import_strategy_modules() -> None:
@@ -50,6 +51,7 @@ __all__ = [
     "AdaFocalLoss",
     "AdaptiveFocalLoss",
     "ClassAdaptiveMarginSmoothing",
+    "ClassFigures",
     "ClassFrequencySmoothing",
     "ConfidenceSmoothing",
     "DualFocalLoss",
@@ -63,6 +65,7 @@ __all__ = [
     "SmoothingStrategy",
     "SoftTarget",
     "UniformSmoothing",
+    "ValidationPass",
     "dense_soft_targets",
     "label_aware_epsilon",
     "linear_soft_target_cross_entropy",

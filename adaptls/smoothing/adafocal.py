@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -18,6 +17,7 @@ from adaptls.smoothing._calibration import (
     reduce_rows,
 )
 from adaptls.smoothing._distributed import all_gather_cat
+from adaptls.smoothing.validation_pass import ValidationPass
 
 #: Added to the focal base, as in the reference ("for numerical stability").
 TINY = 1e-20
@@ -199,7 +199,7 @@ class AdaFocalLoss(CalibrationLoss):
         self._validation.append(rows)  # filtered at the end of the pass: no sync per step
 
     @torch.no_grad()
-    def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
+    def on_validation_end(self, validation: ValidationPass) -> None:
         parts, self._validation = self._validation, []
         local = torch.cat(parts) if parts else self.gammas.new_zeros((0, 3))
         rows = all_gather_cat(local.to(self.gammas.device))  # a collective: every rank is here

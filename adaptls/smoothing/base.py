@@ -33,6 +33,7 @@ from adaptls.smoothing.functional import (
 )
 from adaptls.smoothing.linear import explained_indices, flatten_linear_inputs
 from adaptls.smoothing.schedule import EpsilonSchedule
+from adaptls.smoothing.validation_pass import ValidationPass
 
 # Argument checks a strategy's constructor uses (adaptls.checks; re-exported here for authors).
 __all__ = [
@@ -498,8 +499,9 @@ class SmoothingStrategy(nn.Module):
                 raise ValueError(f"state {name!r} was declared without a reduce op")
             all_reduce(getattr(self, name), spec.reduce)
 
-    def on_validation_end(self, metrics: Mapping[str, float]) -> None:
-        """Called after each validation epoch with its metrics (``val/...`` names)."""
+    def on_validation_end(self, validation: ValidationPass) -> None:
+        """Called after each validation pass *of fit* (never for evaluation) with its
+        synced figures, per class included (see :class:`ValidationPass`)."""
 
     def log_values(self) -> dict[str, float | Tensor]:
         """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors)."""

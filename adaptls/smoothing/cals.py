@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +17,7 @@ from adaptls.smoothing._calibration import (
     reduce_rows,
 )
 from adaptls.smoothing.base import SoftTarget
+from adaptls.smoothing.validation_pass import ValidationPass
 
 #: The validation statistics of one pass: per-epoch sums, reduced in on_validation_end.
 VALIDATION_STATES = ("val_grad_sum", "val_constraint_sum", "val_rows")
@@ -185,7 +186,7 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
         self.val_rows += counted.sum().to(f64)
 
     @torch.no_grad()
-    def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
+    def on_validation_end(self, validation: ValidationPass) -> None:
         self.reduce_states(*VALIDATION_STATES)  # a collective: every rank is here
         rows = float(self.val_rows)
         if rows > 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +12,7 @@ from adaptls.checks import check_nonnegative
 from adaptls.smoothing._per_class_summary import summarise_per_class
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
 from adaptls.smoothing.figures import PICTURED_CLASSES, PerClassBars
+from adaptls.smoothing.validation_pass import ValidationPass
 
 
 class FeedbackSmoothing(SmoothingStrategy):
@@ -33,9 +34,9 @@ class FeedbackSmoothing(SmoothingStrategy):
     y is smoothed by :math:`\varepsilon_y`. The target is
     :math:`(1 - \varepsilon)\,\mathrm{onehot} + \varepsilon / K` (PyTorch's convention).
 
-    Inputs (from the Lightning module): ``val/confidence`` and ``val/acc``; per class,
-    ``val/class/confidence`` and ``val/class/acc`` ((K,) tensors, NaN where a class has
-    no sample). They come from metrics already synced across ranks, so every rank takes
+    Inputs: the :class:`~adaptls.smoothing.ValidationPass`'s ``confidence`` and ``acc``;
+    per class, ``classes.confidence`` and ``classes.acc`` ((K,) tensors, NaN where a class
+    has no sample). They come from metrics already synced across ranks, so every rank takes
     the same step and holds the same epsilon (declared state: checkpointed). The module
     calls :meth:`on_validation_end` only for validation inside fit, so evaluating a
     checkpoint afterwards never moves epsilon.
@@ -91,13 +92,18 @@ class FeedbackSmoothing(SmoothingStrategy):
         return SoftTarget(self.epsilon[safe])
 
     @torch.no_grad()
-    def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
+    def on_validation_end(self, validation: ValidationPass) -> None:
         if self.per_class:
-            confidence = _vector(metrics, "val/class/confidence", self.epsilon)
-            accuracy = _vector(metrics, "val/class/acc", self.epsilon)
+            if validation.classes is None:
+                raise ValueError(
+                    "FeedbackSmoothing(per_class=True) needs the per-class figures of the "
+                    "validation pass (ValidationPass.classes), got None"
+                )
+            confidence = _vector(validation.classes.confidence, self.epsilon)
+            accuracy = _vector(validation.classes.acc, self.epsilon)
         else:
-            confidence = _vector(metrics, "val/confidence", self.epsilon)
-            accuracy = _vector(metrics, "val/acc", self.epsilon)
+            confidence = _vector(validation.confidence, self.epsilon)
+            accuracy = _vector(validation.acc, self.epsilon)
         gap = confidence - accuracy
         seen = torch.isfinite(gap)
         step = torch.where(seen, self.gain * gap, 0.0)
@@ -122,11 +128,7 @@ class FeedbackSmoothing(SmoothingStrategy):
         }
 
 
-def _vector(metrics: Mapping[str, Any], key: str, like: Tensor) -> Tensor:
-    if key not in metrics:
-        raise KeyError(
-            f"FeedbackSmoothing needs {key!r} in the validation metrics "
-            f"(got {sorted(metrics)}); the Lightning module provides it"
-        )
-    value = torch.as_tensor(metrics[key], dtype=like.dtype).to(like.device).reshape(-1)
+def _vector(figure: float | Tensor, like: Tensor) -> Tensor:
+    """A global figure broadcast to ``like``'s shape, or a per-class one as it is."""
+    value = torch.as_tensor(figure, dtype=like.dtype).to(like.device).reshape(-1)
     return value.expand_as(like) if value.numel() == 1 else value

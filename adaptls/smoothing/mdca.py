@@ -16,6 +16,7 @@ from adaptls.smoothing._calibration import (
     counted_rows,
 )
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.validation_pass import ValidationPass
 
 BaseSpec = SmoothingStrategy | str | Mapping[str, Any] | None
 
@@ -91,9 +92,9 @@ class MDCA(CalibrationLoss):
         super().on_epoch_end()
         self.base.on_epoch_end()
 
-    def on_validation_end(self, metrics: Mapping[str, Any]) -> None:
-        super().on_validation_end(metrics)
-        self.base.on_validation_end(metrics)
+    def on_validation_end(self, validation: ValidationPass) -> None:
+        super().on_validation_end(validation)
+        self.base.on_validation_end(validation)
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from adaptls.metrics.suite import CalibrationSuite
 from adaptls.smoothing import FeedbackSmoothing
+from adaptls.smoothing.validation_pass import ValidationPass
 
 V, D, N = 32000, 8, 64
 
@@ -27,9 +28,7 @@ def tokens(seed=0):
 def validation_figures(hidden, weight, targets):
     suite = CalibrationSuite(num_classes=V)
     suite.update(F.linear(hidden, weight).float(), targets)
-    return {f"val/{k}": v for k, v in suite.compute().items()} | {
-        f"val/class/{k}": v for k, v in suite.per_class().items()
-    }
+    return ValidationPass.from_suite(suite.compute(), suite.per_class())
 
 
 @pytest.mark.parametrize("per_class", [False, True])
@@ -44,7 +43,7 @@ def test_feedback_at_vocabulary_scale(per_class):
     if per_class:
         seen = torch.zeros(V, dtype=torch.bool)
         seen[targets[targets != -100]] = True
-        gap = metrics["val/class/confidence"] - metrics["val/class/acc"]
+        gap = metrics.classes.confidence - metrics.classes.acc
         want = (0.1 + 0.3 * gap[seen].double()).clamp(0.0, 0.5)
         torch.testing.assert_close(s.epsilon[seen].double(), want, atol=1e-7, rtol=0)
         assert (s.epsilon[~seen] == 0.1).all()  # tokens absent from validation keep theirs
@@ -52,7 +51,7 @@ def test_feedback_at_vocabulary_scale(per_class):
         assert "epsilon_per_class" not in summary
         assert summary["epsilon_per_class_quantiles"]["p50"] == pytest.approx(0.1)
     else:
-        gap = metrics["val/confidence"] - metrics["val/acc"]
+        gap = metrics.confidence - metrics.acc
         torch.testing.assert_close(s.epsilon[0].double(), (0.1 + 0.3 * gap.double()).clamp(0, 0.5))
     # the loss through the linear path equals the loss of the logits
     h2, w2, y2 = tokens(seed=1)

@@ -10,6 +10,7 @@ import torch
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
 from adaptls.smoothing._calibration import CalibrationLoss
+from adaptls.smoothing.validation_pass import ValidationPass
 
 K = 6
 COUNTS = [50, 30, 20, 12, 8, 5]  # 125 training samples
@@ -43,7 +44,7 @@ def trained(name: str) -> SmoothingStrategy:
         strategy.observe(logits, y, idx)
     strategy.on_epoch_end()
     strategy.set_epoch(1, 4)
-    strategy.on_validation_end({"val/ece": 0.05, "val/acc": 0.7, "val/confidence": 0.75})
+    strategy.on_validation_end(ValidationPass(acc=0.7, confidence=0.75, ece=0.05))
     return strategy
 
 

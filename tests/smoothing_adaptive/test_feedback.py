@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adaptls.smoothing import FeedbackSmoothing
+from adaptls.smoothing import ClassFigures, FeedbackSmoothing, ValidationPass
 
 
 def _ready(**kwargs) -> FeedbackSmoothing:
@@ -18,9 +18,9 @@ def _ready(**kwargs) -> FeedbackSmoothing:
 
 def test_over_confidence_raises_epsilon_and_under_confidence_lowers_it() -> None:
     s = _ready(epsilon_init=0.1, gain=1.0)
-    s.on_validation_end({"val/confidence": 0.9, "val/acc": 0.8})
+    s.on_validation_end(ValidationPass(confidence=0.9, acc=0.8))
     assert s.epsilon.item() == pytest.approx(0.2)
-    s.on_validation_end({"val/confidence": 0.75, "val/acc": 0.8})
+    s.on_validation_end(ValidationPass(confidence=0.75, acc=0.8))
     assert s.epsilon.item() == pytest.approx(0.15)
     assert s.log_values() == {
         "smoothing/epsilon": pytest.approx(0.15),
@@ -30,9 +30,9 @@ def test_over_confidence_raises_epsilon_and_under_confidence_lowers_it() -> None
 
 def test_bounds_hold() -> None:
     s = _ready(epsilon_init=0.1, gain=10.0, epsilon_min=0.05, epsilon_max=0.3)
-    s.on_validation_end({"val/confidence": 1.0, "val/acc": 0.0})
+    s.on_validation_end(ValidationPass(confidence=1.0, acc=0.0))
     assert s.epsilon.item() == pytest.approx(0.3)
-    s.on_validation_end({"val/confidence": 0.0, "val/acc": 1.0})
+    s.on_validation_end(ValidationPass(confidence=0.0, acc=1.0))
     assert s.epsilon.item() == pytest.approx(0.05)
 
 
@@ -46,12 +46,15 @@ def test_the_loss_uses_the_current_epsilon() -> None:
 def test_per_class_moves_only_classes_with_a_gap() -> None:
     s = _ready(epsilon_init=0.1, gain=1.0, per_class=True)
     s.on_validation_end(
-        {
-            "val/confidence": 0.5,
-            "val/acc": 0.5,
-            "val/class/confidence": torch.tensor([0.9, 0.5, 0.3, math.nan]),
-            "val/class/acc": torch.tensor([0.7, 0.5, 0.4, math.nan]),
-        }
+        ValidationPass(
+            confidence=0.5,
+            acc=0.5,
+            classes=ClassFigures(
+                confidence=torch.tensor([0.9, 0.5, 0.3, math.nan]),
+                acc=torch.tensor([0.7, 0.5, 0.4, math.nan]),
+                count=torch.tensor([3, 2, 5, 0]),
+            ),
+        )
     )
     torch.testing.assert_close(s.epsilon, torch.tensor([0.3, 0.1, 0.0, 0.1]))
     t = s.soft_targets(torch.zeros(2, 4), torch.tensor([0, 1]))
@@ -62,10 +65,15 @@ def test_per_class_moves_only_classes_with_a_gap() -> None:
 def test_state_survives_a_state_dict_round_trip() -> None:
     s = _ready(per_class=True)
     s.on_validation_end(
-        {
-            "val/class/confidence": torch.tensor([0.9, 0.8, 0.7, 0.6]),
-            "val/class/acc": torch.zeros(4),
-        }
+        ValidationPass(
+            confidence=0.75,
+            acc=0.0,
+            classes=ClassFigures(
+                confidence=torch.tensor([0.9, 0.8, 0.7, 0.6]),
+                acc=torch.zeros(4),
+                count=torch.ones(4),
+            ),
+        )
     )
     fresh = _ready(per_class=True)
     fresh.load_state_dict(s.state_dict())
@@ -73,8 +81,10 @@ def test_state_survives_a_state_dict_round_trip() -> None:
 
 
 def test_missing_metrics_and_bad_hyperparameters_are_named() -> None:
-    with pytest.raises(KeyError, match="val/confidence"):
-        _ready().on_validation_end({"val/acc": 0.5})
+    with pytest.raises(ValueError, match=r"per_class=True\) needs the per-class figures"):
+        _ready(per_class=True).on_validation_end(ValidationPass(confidence=0.5, acc=0.5))
+    with pytest.raises(KeyError, match=r"needs \['confidence'\]; got \['acc'\]"):
+        ValidationPass.from_suite({"acc": 0.5})
     with pytest.raises(ValueError, match="gain"):
         FeedbackSmoothing(gain=-1)
     with pytest.raises(ValueError, match="epsilon_init"):
