@@ -29,9 +29,10 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow and not ddp and not wandb" $(ARGS)
 
 bench: setup
-	$(PY) scripts/bench_loss.py
+	$(PY) scripts/bench_loss.py --threads 1 --clock cpu
 	$(PY) scripts/bench_linear.py --quick
-	@if [ -f scripts/bench_metrics.py ]; then $(PY) scripts/bench_metrics.py; fi
+	$(PY) scripts/bench_metrics.py --threads 1
+	$(PY) scripts/bench_overhead.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

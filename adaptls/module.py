@@ -117,6 +117,8 @@ class SmoothingClassifier(pl.LightningModule):
             )
         self._epoch_ended = False
         self._finite_loss = FiniteLossCheck()
+        self._train_correct: Tensor | None = None  # this epoch's (lam-weighted) hits
+        self._train_rows = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -126,6 +128,7 @@ class SmoothingClassifier(pl.LightningModule):
         self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self._epoch_ended = False
         self._finite_loss.reset()
+        self._train_correct, self._train_rows = None, 0
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -155,29 +158,58 @@ class SmoothingClassifier(pl.LightningModule):
             self.strategy.observe_mixed(
                 logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
             )
+            # train/acc is counted on the device and logged once per epoch: each self.log
+            # call costs ~1 ms of Lightning's bookkeeping, as much as a small model's step.
+            # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
+            pred = logits.detach().argmax(-1)
+            correct = (pred == mixed.y_a).sum() * mixed.lam
+            if mixed.lam < 1.0:
+                correct = correct + (pred == mixed.y_b).sum() * (1.0 - mixed.lam)
+            if self._train_correct is not None:
+                correct = correct + self._train_correct
+            self._train_correct, self._train_rows = correct, self._train_rows + pred.numel()
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self._check_finite_loss(across_ranks=True)  # before the strategy's update
             self.strategy.on_epoch_end()
             self._epoch_ended = True
+            self._log_train_acc()
         # sync_dist: under DDP the epoch values average every rank's batches, not rank 0's
         # (one scalar all-reduce per step, next to DDP's all-reduce of every gradient).
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
-        if logits is not None:
-            # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
-            pred = logits.detach().argmax(-1)
-            acc = (pred == mixed.y_a).float().mean() * mixed.lam
-            if mixed.lam < 1.0:
-                acc = acc + (pred == mixed.y_b).float().mean() * (1.0 - mixed.lam)
-            self.log("train/acc", acc, on_step=False, on_epoch=True, sync_dist=True)
-        values = self.strategy.log_values()
-        if values:
-            self.log_dict(values, on_step=True, on_epoch=False)
+        if self._logs_this_step():
+            values = self.strategy.log_values()
+            if values:
+                self.log_dict(values, on_step=True, on_epoch=False)
         return loss
+
+    def _log_train_acc(self) -> None:
+        if self._train_correct is not None:
+            acc = self._train_correct.float() / self._train_rows
+            self.log(
+                "train/acc",
+                acc,
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+                batch_size=self._train_rows,
+            )
+            self._train_correct = None
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning hands this step's values to a logger (every
+        ``log_every_n_steps`` steps, with a logger): the strategy's figures are computed and
+        logged only then, not for nothing at every step."""
+        trainer = self.trainer
+        if not trainer.loggers:
+            return False
+        connector = getattr(trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def on_train_epoch_end(self) -> None:
         self._check_finite_loss()  # an epoch ended early (max_steps) or of unknown length
         if not self._epoch_ended:  # no known last step (data of unknown length)
             self.strategy.on_epoch_end()
+            self._log_train_acc()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_finite_loss()  # never write weights a non-finite loss has trained
@@ -231,6 +263,10 @@ class SmoothingClassifier(pl.LightningModule):
         values = {k: float(v) for k, v in suite.compute().items()}
         if self.token_level:
             values["ppl"] = perplexity(values["nll"])
+        if self.trainer.sanity_checking:
+            # computed (the check runs the metric code), not logged: Lightning throws the
+            # sanity check's logs away, and each self.log call costs it ~1 ms
+            return values
         # Already synced across ranks by the metric itself, so identical on every rank;
         # Lightning cannot see that and asks for sync_dist: the max of identical values is
         # that value, exactly (a mean could round).
