@@ -53,9 +53,12 @@ class CalibrationSuite(PredictionMetric):
 
     Cost: beyond the softmax, one row max (top-1, :mod:`adaptls.metrics._inputs`), one sum
     of squares (Brier) and the classwise bin table, which must place every probability in
-    a bin (:mod:`adaptls.metrics.classwise_ece`); the rest is per-row. On one CPU thread an
-    update costs about 1.8, 5 and 4 softmax passes at K = 10, 100 and 1000
-    (``scripts/bench_metrics.py --floors`` times each part).
+    a bin (:mod:`adaptls.metrics.classwise_ece`); the rest is per-row. The bar: an update
+    costs no more than the torchmetrics updates of the four figures torchmetrics has
+    (accuracy, balanced accuracy, ECE, MCE in one ``MetricCollection``), although it
+    computes all of the figures above; ``scripts/bench_metrics.py`` prints the ratio (one
+    CPU thread: 0.82x, 0.63x and 0.35x at 4096 x 10, 4096 x 100 and 1024 x 1000, measured
+    2026-12-01 on a loaded 2-core machine).
     """
 
     def __init__(
