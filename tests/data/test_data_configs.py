@@ -20,7 +20,7 @@ EXPECTED = {
     "cifar100": (data.CIFAR100DataModule, 1.0),
     "cifar100_lt": (data.CIFAR100DataModule, 100.0),
     "text_cls": (data.TextClassificationDataModule, 1.0),
-    "text_cls_lt": (data.TextClassificationDataModule, 10.0),
+    "text_cls_lt": (data.TextClassificationDataModule, 100.0),
     "text_lm": (data.TextLMDataModule, 1.0),
 }
 
