@@ -1,7 +1,9 @@
 """LightningDataModules over in-memory tensors, with long-tailed variants.
 
-Every classification datamodule yields batches ``(inputs float32, targets int64, indices
-int64)`` (language modelling: int64 token blocks, see :mod:`adaptls.data.text_lm`) and,
+Every classification datamodule yields batches ``(inputs, targets int64, indices int64)``
+(inputs float32, or int64 right-padded token ids for text classification:
+:class:`TextClassificationDataModule`; language modelling: int64 token blocks, see
+:mod:`adaptls.data.text_lm`) and,
 after ``prepare_data()`` + ``setup()``, knows ``num_classes``, ``class_counts`` (training
 split), ``input_shape`` and ``num_train``. See :class:`TensorDataModule`.
 """
