@@ -3,6 +3,7 @@ metrics (perplexity included) and temperature scaling over token logits."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from functools import partial
@@ -149,3 +150,58 @@ def test_mixing_token_ids_is_refused(datamodule):
             num_classes=datamodule.num_classes,
             mix=MixUp(),
         )
+
+
+# ---------------------------------------------------------------------- end to end
+# One epoch of 20 steps (enough to beat a uniform guess), evaluation on 2 batches.
+LM_TINY = [
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=20",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "data=text_lm",
+    "model=transformer_lm",
+    "data.vocab_size=300",
+    "data.context_length=16",
+    "model.layers=1",
+    "model.width=32",
+    "model.heads=2",
+    "optimizer.lr=0.003",
+]
+
+
+def _check_lm_metrics(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    for name in ("test/ppl", "test/nll", "test/acc", "test/ece", "test/adaece", "test/brier"):
+        assert math.isfinite(test[name]), name
+    assert test["test/ppl"] == pytest.approx(math.exp(test["test/nll"]), rel=1e-6)
+    assert test["test/ppl"] < 300  # better than a uniform guess over the vocabulary
+    assert "test/ts/temperature" in test and "test/ts/ppl" in test
+    return metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("smoothing", ["uniform", "class_frequency"])
+def test_the_cli_trains_a_language_model_with_the_default_callbacks(run_cli, tmp_path, smoothing):
+    run_dir = tmp_path / "run"
+    result = run_cli(f"smoothing={smoothing}", f"hydra.run.dir={run_dir}", *LM_TINY,
+                     cwd=tmp_path)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "Epoch 0" in output  # the progress bar was on
+    metrics = _check_lm_metrics(run_dir)
+    assert metrics["config"]["data"]["corpus"] == "pydoc"
+    assert (run_dir / "plots" / "test_reliability.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_a_language_model_trains_under_ddp_on_cpu(run_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("trainer=ddp_cpu", "smoothing=uniform", f"hydra.run.dir={run_dir}",
+                     *LM_TINY, cwd=tmp_path)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "Starting with 2 processes" in output
+    assert _check_lm_metrics(run_dir)["config"]["trainer"]["devices"] == 2
