@@ -91,10 +91,16 @@ class SmoothingStrategy(nn.Module):
     - :meth:`on_epoch_end` once at the end of each training epoch, on every rank: it reduces
       the declared per-epoch states across ranks, calls :meth:`update_state` (what a
       stateful strategy overrides) and resets the per-epoch states;
-    - :meth:`on_validation_end` with the validation metrics of a validation pass *during
-      fit* (never for a later ``validate``/``test``: evaluation does not move state);
+    - :meth:`on_validation_end` with the :class:`ValidationPass` of a validation pass
+      *during fit* (never for a later ``validate``/``test``: evaluation does not move state);
     - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log (floats or
       0-d tensors; tensors are logged without a host sync).
+
+    What a strategy says about itself, read by the rest of adaptls: its ``name`` (the
+    registry, ``smoothing=<name>``), :meth:`hparams` (read from the constructor),
+    :meth:`summary` (the metrics.json record), :meth:`figures` (pictures for the run's
+    ``plots/``), :meth:`smoothing_amount` (the comparison's x axis) and ``search_space``
+    (the default of ``hparams_search``).
 
     State: a strategy declares each piece once with :meth:`add_state` (its default value,
     and ``reduce="sum"`` for per-rank statistics of an epoch). Declared states are plain

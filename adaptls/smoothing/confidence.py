@@ -38,7 +38,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
     The target is then :math:`(1 - \varepsilon_i)\,\mathrm{onehot}(y_i) + \varepsilon_i / K`
     (uniform over all K classes, PyTorch's convention). Over-confident samples get more
     smoothing, uncertain ones less: the common thread of confidence-driven targets
-    (REFERENCES.md).
+    (PS-KD, Kim et al. ICCV 2021; instance-based smoothing, Maher & Kull 2021).
 
     Through the fused linear path (:meth:`linear_loss`, vocabulary-sized K) the confidence
     comes from per-row statistics of the chunk pass that computes the loss anyway, never
