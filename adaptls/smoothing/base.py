@@ -510,7 +510,8 @@ class SmoothingStrategy(nn.Module):
         synced figures, per class included (see :class:`ValidationPass`)."""
 
     def log_values(self) -> dict[str, float | Tensor]:
-        """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors)."""
+        """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors). An epsilon
+        logged here is the one applied: the schedule's factor included."""
         return {}
 
     def figures(self) -> dict[str, FigureSpec | Any]:

@@ -122,11 +122,12 @@ class ConfidenceSmoothing(SmoothingStrategy):
 
     @torch.no_grad()
     def log_values(self) -> dict[str, float | Tensor]:
-        """Mean, min and max epsilon over the last batch's counted rows, as 0-d tensors
-        (no host sync; NaN when no row counted)."""
+        """Mean, min and max epsilon applied (schedule included) over the last batch's
+        counted rows, as 0-d tensors (no host sync; NaN when no row counted)."""
         eps, counted = self._last_epsilon, self._last_counted
         if eps is None or counted is None or eps.numel() == 0:  # shapes only: no sync
             return {}
+        eps = eps * self.schedule_factor  # what was applied
         count = counted.sum()
         nan = torch.full((), float("nan"), dtype=eps.dtype, device=eps.device)
         any_counted = count > 0

@@ -112,7 +112,10 @@ class FeedbackSmoothing(SmoothingStrategy):
 
     def log_values(self) -> dict[str, float | Tensor]:
         # NaN gap until the first validation epoch (nanmean: no host sync to filter it).
-        return {"smoothing/epsilon": self.epsilon.mean(), "smoothing/gap": self.gap.nanmean()}
+        return {
+            "smoothing/epsilon": self.epsilon.mean() * self.schedule_factor,
+            "smoothing/gap": self.gap.nanmean(),
+        }
 
     def summary(self) -> dict[str, Any]:
         summary = super().summary()

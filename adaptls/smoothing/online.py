@@ -259,7 +259,9 @@ class OnlineSmoothing(SmoothingStrategy):
             return {}
         diagonal = self.S.diagonal() if self.topk is None else self.labels.diagonal()
         return {
-            "smoothing/epsilon": (1.0 - self.alpha) if self._learned else 0.0,
+            "smoothing/epsilon": (1.0 - self.alpha) * self.schedule_factor
+            if self._learned
+            else 0.0,
             "smoothing/S_diag_mean": diagonal.mean(),
         }
 

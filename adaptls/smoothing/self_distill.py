@@ -113,7 +113,7 @@ class SelfDistillSmoothing(SmoothingStrategy):
         return idx
 
     def log_values(self) -> dict[str, float | Tensor]:
-        return {"smoothing/epsilon": self.alpha if self.max_epochs else 0.0}
+        return {"smoothing/epsilon": self.alpha * self.schedule_factor if self.max_epochs else 0.0}
 
     def summary(self) -> dict[str, Any]:
         return {**super().summary(), "stored_predictions": int(self.stored.sum())}

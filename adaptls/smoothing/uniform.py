@@ -30,4 +30,4 @@ class UniformSmoothing(SmoothingStrategy):
         return SoftTarget(self.epsilon)
 
     def log_values(self) -> dict[str, float]:
-        return {"smoothing/epsilon": self.epsilon}
+        return {"smoothing/epsilon": self.epsilon * self.schedule_factor}

@@ -71,3 +71,28 @@ def test_every_strategy_composes_with_a_schedule(name: str) -> None:
     # Halving epsilon halves the distance to the one-hot target, whatever the strategy.
     torch.testing.assert_close(t_sched - onehot, 0.5 * (t_plain - onehot))
     assert scheduled.summary()["schedule"] == {"name": "step", "milestones": [1], "gamma": 0.5}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_the_logged_epsilon_is_the_applied_one(name: str) -> None:
+    """smoothing/epsilon* figures include the schedule's factor (here 0.5)."""
+    torch.manual_seed(0)
+    logits, targets = torch.randn(8, 5) * 3, torch.randint(0, 5, (8,))
+    indices = torch.arange(8)
+    logged = []
+    for schedule in (None, {"name": "step", "milestones": [1], "gamma": 0.5}):
+        s = _built(name, schedule)
+        s.train()
+        s.set_epoch(0, max_epochs=4)
+        s(logits, targets, indices=indices)
+        s.observe(logits, targets, indices)
+        s.on_epoch_end()
+        s.set_epoch(2, max_epochs=4)
+        s(logits, targets, indices=indices)
+        logged.append({k: float(v) for k, v in s.log_values().items() if "epsilon" in k})
+    plain, scheduled = logged
+    if not plain:
+        pytest.skip(f"{name} logs no epsilon")
+    assert plain.keys() == scheduled.keys()
+    for key, value in plain.items():
+        assert scheduled[key] == pytest.approx(0.5 * value, abs=1e-7), key
