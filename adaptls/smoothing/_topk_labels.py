@@ -135,21 +135,27 @@ def labels_from_slots(slot_index: Tensor, slot_sum: Tensor, count: Tensor, k: in
 
 def sparse_logit_term(labels: TopKLabels, rows: Tensor, logits: Tensor) -> Tensor:
     """sum_j delta_{y j} z_{T_{y j}} - s_y z_y for (N, K) logits and (N,) classes ``rows``."""
-    index, delta = labels.index[rows], labels.delta[rows].to(logits.dtype)
-    picked = logits.gather(1, index)
-    own = logits.gather(1, rows.unsqueeze(1)).squeeze(1)
-    return (delta * picked).sum(1) - delta.sum(1) * own
+    index, weight = _bags(labels, rows, logits.dtype)
+    return (weight * logits.gather(1, index)).sum(1)
 
 
 def sparse_linear_term(
     labels: TopKLabels, rows: Tensor, hidden: Tensor, weight: Tensor, bias: Tensor | None
 ) -> Tensor:
     """:func:`sparse_logit_term` of the logits h W^T + b, from k + 1 weight rows per row:
-    ``embedding_bag`` sums delta-weighted rows of W without an N x k x D temporary."""
-    index, delta = labels.index[rows], labels.delta[rows].to(weight.dtype)
-    mixed = F.embedding_bag(index, weight, per_sample_weights=delta, mode="sum")
-    s = delta.sum(1, keepdim=True)
-    term = (hidden * (mixed - s * weight[rows])).sum(1)
+    one ``embedding_bag`` sums the weighted rows of W (no N x (k + 1) x D temporary, and
+    one V x D gradient)."""
+    index, bag_weight = _bags(labels, rows, weight.dtype)
+    mixed = F.embedding_bag(index, weight, per_sample_weights=bag_weight, mode="sum")
+    term = (hidden * mixed).sum(1)
     if bias is not None:
-        term = term + (delta * bias[index]).sum(1) - s.squeeze(1) * bias[rows]
+        term = term + (bag_weight * bias[index]).sum(1)
     return term
+
+
+def _bags(labels: TopKLabels, rows: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per row, the k + 1 classes and weights of the term: T_y with delta_y, and y with
+    -s_y (N, k + 1)."""
+    delta = labels.delta[rows].to(dtype)
+    index = torch.cat([labels.index[rows], rows.unsqueeze(1)], dim=1)
+    return index, torch.cat([delta, -delta.sum(1, keepdim=True)], dim=1)
