@@ -55,20 +55,6 @@ _target_: throwaway_strategies.floored.FlooredSmoothing
 epsilon: 0.2
 floor: 0.05
 """
-RUN = [
-    "data=synthetic",
-    "data.num_train=600",
-    "data.num_test=200",
-    "data.batch_size=64",
-    "model=mlp",
-    "model.hidden=[32]",
-    "trainer.max_epochs=2",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
-    "trainer.log_every_n_steps=1",
-    "logger=none",
-]
 
 
 @pytest.fixture
@@ -101,11 +87,19 @@ def test_without_a_search_space_the_search_stops_naming_both_ways(compose_train,
 
 
 @pytest.mark.slow
-def test_a_throwaway_strategy_trains_compares_and_is_tuned(run_cli, added, tmp_path, capsys):
+def test_a_throwaway_strategy_trains_compares_and_is_tuned(
+    run_cli, added, tmp_path, capsys, tiny, small
+):
     env_path = os.pathsep.join([str(added["code"]), os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path  # the CLI's subprocesses import the new package
     try:
-        common = ["smoothing=floored", f"hydra.searchpath=[file://{added['conf']}]", *RUN]
+        common = [
+            "smoothing=floored",
+            f"hydra.searchpath=[file://{added['conf']}]",
+            *tiny,
+            *small,
+            "logger=none",
+        ]
         sweep = tmp_path / "sweep"
         result = run_cli(
             "-m", "seed=0,1", f"hydra.sweep.dir={sweep}", *common, cwd=tmp_path, timeout=600
