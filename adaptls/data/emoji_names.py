@@ -17,6 +17,8 @@ real language identification.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -31,6 +33,13 @@ def load_emoji_names() -> tuple[list[str], Tensor, Tensor]:
     """``(texts, labels, groups)``: every kept emoji name, its language (index into
     :data:`LANGUAGES`, int64) and its emoji (int64 group id, the same for the 14 names of
     one emoji, so that splits can keep all translations of an emoji on one side)."""
+    texts, labels, groups = _read_emoji_names()
+    return list(texts), torch.tensor(labels), torch.tensor(groups)
+
+
+@functools.cache
+def _read_emoji_names() -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]:
+    """The corpus, read once per process (14 JSON files), as immutable tuples."""
     import emoji  # a runtime dependency, imported only by the datamodule that needs it
 
     emoji.config.load_language(list(LANGUAGES))
@@ -50,7 +59,7 @@ def load_emoji_names() -> tuple[list[str], Tensor, Tensor]:
                 texts.append(text)
                 labels.append(label)
                 groups.append(group)
-    return texts, torch.tensor(labels, dtype=torch.int64), torch.tensor(groups, dtype=torch.int64)
+    return tuple(texts), tuple(labels), tuple(groups)
 
 
 def split_by_group(
