@@ -70,7 +70,7 @@ def interplay_figure(
     present = {g.key["strategy"] for g in groups}
     strategies = [n for n in COLOURS if n in present] + sorted(present - set(COLOURS))
     width = 0.8 / max(len(strategies), 1)
-    fig = Figure(figsize=(10, 2.6 * len(measures)), layout="constrained")
+    fig = Figure(figsize=(11, 2.6 * len(measures)), layout="constrained")
     axes = fig.subplots(len(measures), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (title, measure) in zip(axes, measures, strict=True):
         for group in groups:
@@ -98,7 +98,7 @@ def interplay_figure(
         loc="outside upper center",
         ncols=len(strategies),
     )
-    axes[-1].set_xticks(range(len(combos)), [combination_label(c) for c in combos])
+    axes[-1].set_xticks(range(len(combos)), [combination_label(c) for c in combos], fontsize=9)
     axes[-1].set_xlabel("other regularisers (dropout 0.2, AdamW weight decay 0.05, mixup)")
     return fig
 
