@@ -27,7 +27,7 @@ from adaptls.data.base import TensorDataModule, collate_tuple
 from adaptls.data.download import RemoteFile, fetch
 from adaptls.data.emoji_names import LANGUAGES, load_emoji_names, split_by_group
 from adaptls.data.sst2 import SST2_ARCHIVE, SST2_LABELS, read_sst2
-from adaptls.data.tokenizer import MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, load_or_train_bpe
+from adaptls.data.tokenizer import MAX_VOCAB_SIZE, MIN_VOCAB_SIZE, PAD, load_or_train_bpe
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ class TextClassificationDataModule(TensorDataModule):
     split. A text keeps its first ``max_length`` tokens.
 
     Batches are padded on the right with :data:`PAD_ID` (0) to their longest text; the
-    padding mask is ``tokens != PAD_ID`` (byte-level BPE never emits the padding token for
-    real text) and the lengths are ``mask.sum(1)``. ``input_shape`` is ``(max_length,)``:
+    padding mask is ``tokens != PAD_ID`` and the lengths are ``mask.sum(1)``: a text that
+    would encode to the padding id (it contains the literal ``<|pad|>``) or to no token at
+    all is rejected with its text in the message. ``input_shape`` is ``(max_length,)``:
     the longest a batch can be. ``vocab_size`` is the tokenizer's requested size, an upper
     bound of the ids (a small corpus may learn fewer merges), so a model can be built from
     it before any text is read.
@@ -167,10 +168,13 @@ class TextClassificationDataModule(TensorDataModule):
         """The dataset with its row numbers replaced by right-padded token ids (N, T)."""
         rows, labels, indices = dataset.tensors
         encoded = self.tokenizer.encode_batch([texts[row] for row in rows.tolist()])
+        for row, ids in zip(rows.tolist(), encoded, strict=True):
+            if not ids or PAD_ID in ids:  # the literal "<|pad|>" encodes to the padding id
+                problem = (
+                    "encodes to no token" if not ids else f"contains the padding token {PAD!r}"
+                )
+                raise ValueError(f"{self.corpus} {split}: the text {texts[row]!r} {problem}")
         lengths = [len(ids) for ids in encoded]
-        if 0 in lengths:
-            empty = texts[rows[lengths.index(0)]]
-            raise ValueError(f"{self.corpus} {split}: the text {empty!r} encodes to no token")
         truncated = sum(n > self.max_length for n in lengths)
         if truncated:
             log.info(

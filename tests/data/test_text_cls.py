@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import zipfile
 from pathlib import Path
 
@@ -287,6 +288,21 @@ def test_same_seed_same_tensors(emoji_lang):
     ):
         for u, v in zip(x.tensors, y.tensors, strict=True):
             assert torch.equal(u, v)
+
+
+def test_a_text_holding_the_padding_token_is_rejected(tmp_path, monkeypatch):
+    """It would encode to the padding id and be masked away as padding."""
+    train = [*sst2_rows(20, seed=0), ("a <|pad|> review", 1)]
+    remote = make_sst2_archive(tmp_path / "server" / "SST-2.zip", train, sst2_rows(4, seed=1))
+    corpus = dataclasses.replace(text_cls.CORPORA["sst2"], remote=remote)
+    monkeypatch.setitem(text_cls.CORPORA, "sst2", corpus)
+    dm = TextClassificationDataModule(
+        corpus="sst2", data_dir=str(tmp_path / "cache"), vocab_size=300, val_fraction=0.01
+    )
+    dm.prepare_data()
+    message = "sst2 train: the text 'a <|pad|> review' contains the padding token '<|pad|>'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dm.setup()
 
 
 # ------------------------------------------------------------------------- collation
