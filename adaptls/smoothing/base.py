@@ -739,9 +739,9 @@ class _Uncounted:
 
 
 # Training batches with a float epsilon wait at most this long to be counted (see
-# SmoothingStrategy._record_applied): the count's cost spreads over 64 calls, and the
+# SmoothingStrategy._record_applied): the count's cost spreads over 256 calls, and the
 # targets kept alive meanwhile are at most 2 Mi int64 values (16 MiB).
-_UNCOUNTED_BATCHES = 64
+_UNCOUNTED_BATCHES = 256
 _UNCOUNTED_ELEMENTS = 1 << 21
 
 

@@ -39,7 +39,7 @@ def test_a_float_epsilon_is_recorded_without_any_tensor_operation():
     assert mode.ops == []
 
 
-@pytest.mark.parametrize("batches", [1, 63, 64, 65, 200])  # across the counting threshold
+@pytest.mark.parametrize("batches", [1, 255, 256, 257, 600])  # across the counting threshold
 def test_every_training_row_is_counted_once_with_its_epsilon(batches):
     s = UniformSmoothing(0.2, schedule={"name": "warmup", "epochs": 2})
     s.setup(num_classes=K)
