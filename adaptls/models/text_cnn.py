@@ -22,7 +22,12 @@ class TextCNN(nn.Module):
     (3, 4, 5 with 100 maps each in the paper), ReLU, max over time, concatenated, dropout
     (0.5 in the paper), a linear layer to the K logits. Deviations: ``width`` (the
     embedding size) defaults to 128, not 300; the paper's max-norm constraint (3) on the
-    output weights is left to the optimizer's weight decay.
+    output weights is left to the optimizer's weight decay; and the authors' code
+    (yoonkim/CNN_sentence, ``get_idx_from_sent``) pads every sentence with zero vectors,
+    max_k - 1 in front and behind it up to the corpus's longest sentence + 2 (max_k - 1),
+    and pools over *all* windows, so windows of padding only add ReLU(bias) candidates that
+    depend on that padding; here they are skipped. For one kernel size k and a sentence padded with exactly k - 1 zero vectors on
+    each side the two are the same computation (a test checks this).
 
     Padding never changes the output. Tokens equal to ``pad_id`` are masked: their
     embeddings are zeroed, and each convolution is "wide" (padding k - 1 on both sides), so

@@ -72,6 +72,30 @@ def test_padding_never_changes_the_logits(lengths, extra, pooling, seed):
     torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_matches_the_authors_padded_narrow_convolution(k, n):
+    """yoonkim/CNN_sentence: the sentence's word vectors with k - 1 zero vectors on each
+    side, a narrow (valid) convolution, ReLU, max over every window, then the classifier.
+    With one kernel size and that padding no window is padding only, so the masked wide
+    convolution must give the same features."""
+    torch.manual_seed(k * 10 + n)
+    model = build((16,), 4, kernel_sizes=(k,), dropout=0.0).eval()
+    x = tokens(1, n, seed=n)
+    with torch.no_grad():
+        words = model.embedding.weight[x[0]]  # (n, width)
+        zeros = torch.zeros(k - 1, words.shape[1])
+        sentence = torch.cat([zeros, words, zeros]).T[None]  # (1, width, n + 2k - 2)
+        conv = model.convs[0]
+        features = F.relu(F.conv1d(sentence, conv.weight, conv.bias)).amax(-1)
+        expected = model.classifier(features)
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+        # and padded on the right in a batch, the same again
+        torch.testing.assert_close(
+            model(F.pad(x, (0, 9 - n)))[0], expected[0], rtol=1e-5, atol=1e-6
+        )
+
+
 def test_padding_positions_are_masked_whatever_their_embedding():
     """Even a non-zero padding embedding (e.g. loaded weights) does not leak in."""
     torch.manual_seed(0)
