@@ -54,15 +54,9 @@ class Mixed(NamedTuple):
             return values
         return values[self.perm.to(values.device)]
 
-    def dominant(self, values_a: Tensor, values_b: Tensor | None) -> Tensor | None:
-        """The values of the constituent that makes up most of each input (lam >= 0.5: a)."""
-        return values_a if self.lam >= 0.5 else values_b
-
 
 class NoMix:
     """The identity: every batch passes through unmixed (lam = 1)."""
-
-    name = "none"
 
     def __call__(self, x: Tensor, y: Tensor) -> Mixed:
         return Mixed(x, y, y, None, 1.0)
@@ -76,8 +70,6 @@ class NoMix:
 
 class _BetaMix:
     """What mixup and cutmix share: alpha and probability, lam ~ Beta(alpha, alpha)."""
-
-    name = "base"
 
     def __init__(self, alpha: float = 1.0, probability: float = 1.0) -> None:
         self.alpha = check_positive("alpha", alpha)
@@ -113,8 +105,6 @@ class _BetaMix:
 class MixUp(_BetaMix):
     """mixup (Zhang et al., ICLR 2018): ``x = lam * x + (1 - lam) * x[perm]``, any layout."""
 
-    name = "mixup"
-
     def _mix(self, x: Tensor, lam: float) -> tuple[Tensor, float, Tensor]:
         perm = torch.randperm(x.shape[0]).to(x.device)
         return x * lam + x[perm] * (1.0 - lam), lam, perm
@@ -129,8 +119,6 @@ class CutMix(_BetaMix):
     in this order, with the same formulas. lam becomes the fraction kept.
     """
 
-    name = "cutmix"
-
     def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
         if len(input_shape) not in (2, 3):
             raise ValueError(
@@ -144,7 +132,7 @@ class CutMix(_BetaMix):
         perm = torch.randperm(x.shape[0]).to(x.device)
         mixed = x.clone()
         region = (..., *(slice(lo, hi) for lo, hi in box))
-        mixed[region] = x[perm][region]
+        mixed[region] = x[region][perm]  # the box of every sample, then permuted
         cut = math.prod(hi - lo for lo, hi in box)
         return mixed, 1.0 - cut / math.prod(x.shape[2:]), perm
 
