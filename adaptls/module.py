@@ -119,6 +119,8 @@ class SmoothingClassifier(pl.LightningModule):
         self._finite_loss = FiniteLossCheck()
         self._train_correct: Tensor | None = None  # this epoch's (lam-weighted) hits
         self._train_rows = 0
+        self._val_loss: Tensor | None = None  # this validation's loss, summed over rows
+        self._val_rows = 0
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -230,7 +232,11 @@ class SmoothingClassifier(pl.LightningModule):
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
         logits = self(x)
-        self.log("val/loss", self.strategy(logits, y), on_epoch=True, sync_dist=True)
+        # val/loss: summed on the device, logged once per validation (one self.log call
+        # instead of one per batch); batches weigh by their first dimension, as Lightning's
+        total = self.strategy(logits, y).detach() * len(y)
+        self._val_loss = total if self._val_loss is None else self._val_loss + total
+        self._val_rows += len(y)
         self.val_metrics.update(logits, y)
         if self._fitting():
             self.strategy.observe_validation(logits.detach(), y)
@@ -238,6 +244,10 @@ class SmoothingClassifier(pl.LightningModule):
         return {"logits": logits.detach(), "targets": y}
 
     def on_validation_epoch_end(self) -> None:
+        if self._val_loss is not None and not self.trainer.sanity_checking:
+            loss = self._val_loss / self._val_rows
+            self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=self._val_rows)
+        self._val_loss, self._val_rows = None, 0
         values = self._log_suite(self.val_metrics, "val")
         if self._fitting():
             validation = ValidationPass.from_suite(values, self.val_metrics.per_class())

@@ -27,7 +27,7 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, tmp_
         "trainer.max_epochs=2",
         "trainer.log_every_n_steps=2",
         "+trainer.limit_train_batches=5",
-        "+trainer.limit_val_batches=1",
+        "+trainer.limit_val_batches=3",
         output_dir=tmp_path,
     )
     pl.seed_everything(0)
@@ -42,6 +42,18 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, tmp_
         return step(batch, batch_idx)
 
     module.training_step = training_step
+    val_sums: list[list[float]] = []
+    val_step = module.validation_step
+
+    def validation_step(batch, batch_idx):  # the row-weighted loss of every batch
+        if batch_idx == 0:
+            val_sums.append([0.0, 0])
+        loss = float(module.strategy(module(batch[0]), batch[1]))
+        val_sums[-1][0] += loss * len(batch[1])
+        val_sums[-1][1] += len(batch[1])
+        return val_step(batch, batch_idx)
+
+    module.validation_step = validation_step
     torch.manual_seed(0)
     trainer.fit(module, datamodule=datamodule)
     (path,) = tmp_path.glob("csv/*/metrics.csv")
@@ -53,5 +65,8 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, tmp_
         int(r["step"]): float(r["smoothing/epsilon"]) for r in lines if r["smoothing/epsilon"]
     }
     assert figures == {s: pytest.approx(0.2) for s in (1, 3, 5, 7, 9)}  # every 2nd step
+    val_loss = [float(r["val/loss"]) for r in lines if r.get("val/loss")]
+    expected = [total / rows for total, rows in val_sums[1:]]  # [0]: the sanity check
+    assert val_loss == pytest.approx(expected, rel=1e-5)  # once per validation
     losses = [float(r["train/loss_step"]) for r in lines if r.get("train/loss_step")]
     assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
