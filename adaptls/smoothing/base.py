@@ -643,16 +643,28 @@ class SmoothingStrategy(nn.Module):
                     f"got {indices.numel()}"
                 )
         target = self.smoothing(x, y, indices)
-        prior, prior_index = check_soft_target(
-            target.epsilon, target.prior, target.prior_index, y.shape, x.shape[1]
-        )
         epsilon = target.epsilon
-        factor = self.schedule_factor
-        if factor != 1.0:  # the schedule scales the strategy's epsilon, whatever its shape
-            epsilon = epsilon * factor
+        # every training step comes here: the common case (a valid float, no prior, the
+        # constant schedule) skips the general checks, a few us of the smallest shapes' time
+        if not (
+            type(epsilon) is float
+            and 0.0 <= epsilon <= 1.0
+            and target.prior is None
+            and target.prior_index is None
+        ):
+            prior, prior_index = check_soft_target(
+                epsilon, target.prior, target.prior_index, y.shape, x.shape[1]
+            )
+            target = SoftTarget(epsilon, prior, prior_index)
+        if self.schedule.name != "constant":
+            # the schedule scales the strategy's epsilon, whatever its shape
+            factor = self.schedule_factor
+            if factor != 1.0:
+                epsilon = epsilon * factor
+                target = SoftTarget(epsilon, target.prior, target.prior_index)
         if self.training and torch.is_grad_enabled():
             self._record_applied(epsilon, y)
-        return SoftTarget(epsilon, prior, prior_index)
+        return target
 
     def _record_applied(self, epsilon: float | Tensor, y: Tensor) -> None:
         """Add this training batch's epsilon to the running sums (device-side, no sync).
