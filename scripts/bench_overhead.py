@@ -47,6 +47,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
+from adaptls.module import SmoothingClassifier
 from adaptls.train import CONFIG_DIR, build
 
 EPS = 0.1
@@ -71,15 +72,8 @@ class PlainClassifier(pl.LightningModule):
         self.log("val/loss", F.cross_entropy(logits, y))
         self.log("val/acc", (logits.argmax(-1) == y).float().mean())
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+    # the same optimizer and epoch-wise scheduler as SmoothingClassifier's
+    configure_optimizers = SmoothingClassifier.configure_optimizers
 
 
 def config(args: argparse.Namespace, output_dir: Path) -> DictConfig:

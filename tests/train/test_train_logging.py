@@ -14,13 +14,9 @@ import torch
 from adaptls.train import build
 
 
-def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, tmp_path):
+def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, small, tmp_path):
     cfg = compose_train(
-        "data=synthetic",
-        "data.num_train=600",
-        "data.batch_size=64",
-        "model=mlp",
-        "model.hidden=[16]",
+        *small,
         "smoothing=uniform",
         "smoothing.epsilon=0.2",
         "logger=csv",

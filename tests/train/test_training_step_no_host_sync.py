@@ -23,13 +23,11 @@ from adaptls.train import build
 FAST = ["uniform", "online", "confidence"]
 
 
-def guarded_fit(compose_train, no_host_reads, tmp_path: Path, *overrides: str) -> list[int]:
+def guarded_fit(
+    compose_train, small: list[str], no_host_reads, tmp_path: Path, *overrides: str
+) -> list[int]:
     cfg = compose_train(
-        "data=synthetic",
-        "data.num_train=600",
-        "data.batch_size=64",
-        "model=mlp",
-        "model.hidden=[16]",
+        *small,
         "trainer.max_epochs=2",
         "+trainer.limit_train_batches=4",
         "+trainer.limit_val_batches=1",
@@ -56,12 +54,14 @@ def guarded_fit(compose_train, no_host_reads, tmp_path: Path, *overrides: str) -
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in STRATEGIES]
 )
-def test_training_steps_read_no_values(name, compose_train, no_host_reads, tmp_path):
-    guarded = guarded_fit(compose_train, no_host_reads, tmp_path, f"smoothing={name}")
+def test_training_steps_read_no_values(name, compose_train, small, no_host_reads, tmp_path):
+    guarded = guarded_fit(compose_train, small, no_host_reads, tmp_path, f"smoothing={name}")
     assert guarded == [0, 1, 2] * 2
 
 
-def test_the_guard_sees_the_training_step(compose_train, no_host_reads, host_read_error, tmp_path):
+def test_the_guard_sees_the_training_step(
+    compose_train, small, no_host_reads, host_read_error, tmp_path
+):
     # a host read in a strategy hook fails the run: the guard is really in place
     def observe(self, logits, targets, indices=None):
         float(logits.sum())
@@ -69,7 +69,7 @@ def test_the_guard_sees_the_training_step(compose_train, no_host_reads, host_rea
     with pytest.MonkeyPatch.context() as m:
         m.setattr(STRATEGIES["uniform"], "observe", observe)
         with pytest.raises(host_read_error):
-            guarded_fit(compose_train, no_host_reads, tmp_path, "smoothing=uniform")
+            guarded_fit(compose_train, small, no_host_reads, tmp_path, "smoothing=uniform")
 
 
 @contextlib.contextmanager
@@ -85,8 +85,8 @@ def cuda_sync_errors() -> Iterator[None]:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", FAST)
-def test_training_steps_on_cuda_do_not_synchronize(name, compose_train, tmp_path):
+def test_training_steps_on_cuda_do_not_synchronize(name, compose_train, small, tmp_path):
     guarded = guarded_fit(
-        compose_train, cuda_sync_errors, tmp_path, "trainer=gpu", f"smoothing={name}"
+        compose_train, small, cuda_sync_errors, tmp_path, "trainer=gpu", f"smoothing={name}"
     )
     assert guarded == [0, 1, 2] * 2
