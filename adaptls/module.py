@@ -51,7 +51,13 @@ class SmoothingClassifier(pl.LightningModule):
       sanity check, not a later ``trainer.validate``/``trainer.test``: evaluation never
       moves a strategy), with a :class:`~adaptls.smoothing.ValidationPass` of the synced
       validation figures, per class included;
-    - ``log_values()`` is logged after every training step.
+    - ``log_values()`` is logged at the training steps whose values Lightning hands to a
+      logger (every ``log_every_n_steps``; never without a logger).
+
+    Per step the training loop reads nothing back from the device: a non-finite loss is
+    found once per epoch (and before any checkpoint is written) and raises
+    FloatingPointError naming its first step; ``train/acc`` and ``val/loss`` are summed on
+    the device and logged once per epoch.
 
     A model with a linear head (``features(x)`` and ``head``, see
     :mod:`adaptls.models.linear_head`; the language models) is trained through
