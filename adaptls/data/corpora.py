@@ -5,9 +5,9 @@
   sections as plain English text with code examples, one document per topic (79 topics,
   about 0.46 MB of text on Python 3.11).
 - :func:`stdlib_sources`: the standard library's own ``.py`` files, one document per file
-  (about 800 files, 12 MB on Python 3.11), test suites and installed packages left out.
+  (734 files, 12 MB on Python 3.11), test suites and installed packages left out.
 
-Both depend on the Python version that runs them: a run records which (the tokenizer's
+Both depend on the Python version that runs them, so results do too (the tokenizer's
 cache key includes the corpus itself, so another version never reuses a stale vocabulary).
 Documents come in a fixed order (sorted by name), so a seeded split is reproducible.
 """
