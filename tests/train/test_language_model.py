@@ -19,6 +19,7 @@ from adaptls.callbacks import TemperatureScaling
 from adaptls.data import TextLMDataModule
 from adaptls.data.corpora import pydoc_topics
 from adaptls.data.text_lm import IGNORE_INDEX
+from adaptls.metrics import AdaptiveCalibrationError, CalibrationSuite
 from adaptls.models import TransformerLM
 from adaptls.module import SmoothingClassifier
 from adaptls.smoothing import ClassFrequencySmoothing, FocalLoss, UniformSmoothing
@@ -126,6 +127,8 @@ def test_token_metrics_and_perplexity_match_a_hand_computation(datamodule):
     assert test["test/brier"] == pytest.approx(float(brier), rel=1e-5)
     ece = MulticlassCalibrationError(num_classes=p.shape[1], n_bins=15, norm="l1")(p.float(), y)
     assert test["test/ece"] == pytest.approx(float(ece), abs=1e-5)
+    adaece = AdaptiveCalibrationError(num_classes=p.shape[1], n_bins=15)(z, y)
+    assert test["test/adaece"] == pytest.approx(float(adaece), abs=1e-6)
     assert "val/ppl" in val and val["val/ppl"] == pytest.approx(math.exp(val["val/nll"]))
 
     # Temperature scaling on the token logits of the validate run, without keeping them.
@@ -136,6 +139,24 @@ def test_token_metrics_and_perplexity_match_a_hand_computation(datamodule):
     ts_nll = float(F.cross_entropy(z / t, y))
     assert test["test/ts/nll"] == pytest.approx(ts_nll, rel=1e-5)
     assert test["test/ts/ppl"] == pytest.approx(math.exp(ts_nll), rel=1e-5)
+
+
+def test_token_metric_state_does_not_grow_with_the_vocabulary_times_the_tokens():
+    """At V = 32000 every state is O(V * bins) or O(tokens), never O(tokens * V)."""
+    v, n_bins = 32000, 15
+    suite = CalibrationSuite(v, n_bins=n_bins)
+    for _ in range(3):
+        logits = torch.randn(2, 64, v)
+        targets = torch.randint(v, (2, 64))
+        targets[:, -5:] = IGNORE_INDEX
+        suite.update(logits, targets)
+    tokens = 3 * 2 * 59
+    sizes = {name: sum(t.numel() for t in (value if isinstance(value, list) else [value]))
+             for name, value in suite.metric_state.items()}  # fmt: skip
+    assert sizes["classwise_gaps"] == v * n_bins and sizes["class_table"] == v * 3
+    assert sizes["confidences"] == sizes["correct"] == tokens
+    assert sum(sizes.values()) < v * (n_bins + 3) + 2 * tokens + 100
+    assert math.isfinite(float(suite.compute()["cw_ece"]))
 
 
 def test_mixing_token_ids_is_refused(datamodule):
