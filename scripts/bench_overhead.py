@@ -31,6 +31,7 @@ import contextlib
 import functools
 import io
 import logging
+import shutil
 import statistics
 import tempfile
 import time
@@ -124,6 +125,10 @@ def run(kind: str, cfg: DictConfig, output_dir: Path) -> tuple[float, int]:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     samples = trainer.num_training_batches * cfg.data.batch_size
+    # Every run starts, as a real one does, without checkpoints from earlier runs (else
+    # Lightning versions the names, best-v1.ckpt, ..., probing one more name each run).
+    for written in ("checkpoints", "plain_checkpoints"):
+        shutil.rmtree(output_dir / written, ignore_errors=True)
     return seconds, samples
 
 
