@@ -25,9 +25,13 @@ class SharedLastCheckpoint(ModelCheckpoint):
     Lightning then names it (unversioned, the file not existing yet); the link is made only
     when the top-k file records the last path, so ``last.ckpt`` holds what Lightning would
     have written. Otherwise, and where no hard link can be made, it is written in full.
-    Which files exist, when, and what loading either gives are Lightning's, unchanged;
-    every file is still complete or absent (later saves replace a name, never write into
-    the shared file). Measured (``scripts/bench_overhead.py``): one checkpoint write costs
+    Which files exist, when, and what loading either gives are Lightning's, unchanged,
+    except that the first ``best.ckpt`` records ``last_model_path`` as the last file's path
+    instead of ``""``. Every file is still complete or absent (later saves replace a name,
+    never write into the shared file). It overrides three private ``ModelCheckpoint``
+    methods (``_save_topk_checkpoint``, ``_save_last_checkpoint``, ``_save_checkpoint``,
+    unchanged in signature from Lightning 2.0 to 2.6); tests compare every file with
+    Lightning's own. Measured (``scripts/bench_overhead.py``): one checkpoint write costs
     3-7 ms here (serialization and fsync of the file and its directory), about 2% of a
     29-step epoch of the default model.
     """
