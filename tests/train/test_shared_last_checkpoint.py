@@ -1,5 +1,5 @@
-"""SharedLastCheckpoint: last.ckpt links best.ckpt when both hold one state, and every file
-is what Lightning's ModelCheckpoint writes."""
+"""SharedLastCheckpoint: last.ckpt is current every epoch, links best.ckpt when both hold
+one state, and holds what Lightning's ModelCheckpoint writes."""
 
 from __future__ import annotations
 
@@ -80,14 +80,17 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-@pytest.mark.parametrize("script", [[3.0, 2.0, 1.0], [3.0, 2.0, 4.0], [1.0, 2.0, 3.0]])
-def test_files_match_lightnings_and_last_links_best(tmp_path: Path, script: list[float]) -> None:
+@pytest.mark.parametrize("script", [[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+def test_last_links_best_and_both_match_lightnings(tmp_path: Path, script: list[float]) -> None:
+    """The last epoch improves (or only epoch 0 does: Lightning >= 2.6 then keeps both at
+    epoch 0, here last.ckpt moves on): best.ckpt is Lightning's."""
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     _fit(SharedLastCheckpoint, ours, script)
     _fit(ModelCheckpoint, theirs, script)
     names = sorted(p.name for p in theirs.iterdir())
     assert sorted(p.name for p in ours.iterdir()) == names == ["best.ckpt", "last.ckpt"]
-    for name in names:
+    compared = ["best.ckpt", "last.ckpt"] if script[-1] == min(script) else ["best.ckpt"]
+    for name in compared:
         mine, lightning = _load(ours / name), _load(theirs / name)
         # The callback states differ by their directory, and Lightning's first best.ckpt
         # records last_model_path "" (the last file is named right after it is written).
@@ -98,8 +101,19 @@ def test_files_match_lightnings_and_last_links_best(tmp_path: Path, script: list
         assert state["best_model_score"] == reference["best_model_score"]
         _assert_same(mine, lightning, name)
     best, last = (ours / "best.ckpt").stat(), (ours / "last.ckpt").stat()
-    assert best.st_ino == last.st_ino  # saved together: one file, two names
-    assert best.st_nlink == 2
+    linked = script[-1] == min(script)  # saved together at the end: one file, two names
+    assert (best.st_ino == last.st_ino) is linked
+    assert _load(ours / "last.ckpt")["epoch"] == len(script) - 1
+
+
+def test_last_is_current_when_the_monitor_does_not_improve(tmp_path: Path) -> None:
+    _fit(SharedLastCheckpoint, tmp_path, [3.0, 2.0, 4.0])
+    best, last = _load(tmp_path / "best.ckpt"), _load(tmp_path / "last.ckpt")
+    assert (best["epoch"], last["epoch"]) == (1, 2)
+    assert not os.path.samefile(tmp_path / "best.ckpt", tmp_path / "last.ckpt")
+    (state,) = last["callbacks"].values()
+    assert Path(state["best_model_path"]).name == "best.ckpt"
+    assert float(state["best_model_score"]) == 2.0
 
 
 def test_resumes_from_a_modelcheckpoint_state(tmp_path: Path) -> None:
