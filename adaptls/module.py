@@ -12,6 +12,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from adaptls.finite_loss import FiniteLossCheck
+from adaptls.library_shims import logs_this_step
 from adaptls.metrics import CalibrationSuite
 from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
@@ -207,11 +208,7 @@ class SmoothingClassifier(pl.LightningModule):
         """Whether Lightning hands this step's values to a logger (every
         ``log_every_n_steps`` steps, with a logger): the strategy's figures are computed and
         logged only then, not for nothing at every step."""
-        trainer = self.trainer
-        if not trainer.loggers:
-            return False
-        connector = getattr(trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        return bool(self.trainer.loggers) and logs_this_step(self.trainer)
 
     def on_train_epoch_end(self) -> None:
         self._check_finite_loss()  # an epoch ended early (max_steps) or of unknown length
