@@ -30,7 +30,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) scripts/bench_loss.py --threads 1 --clock cpu
-	$(PY) scripts/bench_linear.py --quick
+	$(PY) scripts/bench_linear.py --repeats 3 --skip-info
 	$(PY) scripts/bench_metrics.py --threads 1
 	$(PY) scripts/bench_overhead.py
 
