@@ -38,8 +38,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     Validation and test sets are left balanced. Batches are ``(inputs, targets int64,
     indices int64)``, inputs as :meth:`load` returns them (float32 features for the series
-    and images, int64 token ids for text, batched by :meth:`collate_fn`); ``indices`` are the positions of the samples within their split
-    (0..len-1), stable for the life of the datamodule. The training loader shuffles with
+    and images, int64 token ids for text, batched by :meth:`collate_fn`); ``indices`` are
+    the positions of the samples within their split (0..len-1), stable for the life of the
+    datamodule. The training loader shuffles with
     :func:`epoch_shuffle`: the order of epoch e depends only on ``seed`` and e (not on the
     global RNG, nor on the number of processes, and it is the same after a resume).
 
