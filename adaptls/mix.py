@@ -61,7 +61,7 @@ class NoMix:
     def __call__(self, x: Tensor, y: Tensor) -> Mixed:
         return Mixed(x, y, y, None, 1.0)
 
-    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+    def check_input_shape(self, input_shape: tuple[int, ...], *, token_ids: bool = False) -> None:
         """Any input layout can pass through."""
 
     def __repr__(self) -> str:
@@ -92,9 +92,15 @@ class _BetaMix:
     def _mix(self, x: Tensor, lam: float) -> tuple[Tensor, float, Tensor]:
         raise NotImplementedError
 
-    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+    def check_input_shape(self, input_shape: tuple[int, ...], *, token_ids: bool = False) -> None:
         """Raise a ValueError if samples of this shape (without the batch axis) cannot be
-        mixed: called before training, so a wrong pairing fails at start."""
+        mixed, or if they are token ids (``token_ids``): called before training, so a wrong
+        pairing fails at start."""
+        if token_ids:
+            raise ValueError(
+                f"{type(self).__name__} mixes float inputs (features, series, images); this "
+                "data yields token ids, which do not mix (use mix=none)"
+            )
         if not input_shape:
             raise ValueError(f"{type(self).__name__} needs inputs with features, got shape ()")
 
@@ -119,7 +125,8 @@ class CutMix(_BetaMix):
     in this order, with the same formulas. lam becomes the fraction kept.
     """
 
-    def check_input_shape(self, input_shape: tuple[int, ...]) -> None:
+    def check_input_shape(self, input_shape: tuple[int, ...], *, token_ids: bool = False) -> None:
+        super().check_input_shape(input_shape, token_ids=token_ids)
         if len(input_shape) not in (2, 3):
             raise ValueError(
                 "CutMix needs images (C, H, W) or series (C, L) per sample, got inputs of "

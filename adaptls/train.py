@@ -66,7 +66,13 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     )
     trial = call_partial(cfg, "optimizer", optimizer, net.parameters())
     if mix is not None:
-        call_partial(cfg, "mix", mix.check_input_shape, tuple(datamodule.input_shape))
+        call_partial(
+            cfg,
+            "mix",
+            mix.check_input_shape,
+            tuple(datamodule.input_shape),
+            token_ids=getattr(datamodule, "token_ids", False),
+        )
     if scheduler is not None:
         call_partial(cfg, "scheduler", scheduler, trial)
 

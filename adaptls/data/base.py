@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -50,6 +50,8 @@ class TensorDataModule(pl.LightningDataModule):
 
     num_classes: int
     input_shape: tuple[int, ...]
+    #: inputs are int64 token ids (text), not float features: nothing can mix them
+    token_ids: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -93,6 +93,8 @@ class TextClassificationDataModule(TensorDataModule):
         **kwargs: the :class:`TensorDataModule` options (batch size, validation fraction,
             seed, imbalance ratio and profile, shuffle).
     """
+
+    token_ids: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ class TextLMDataModule(TensorDataModule):
     """
 
     token_level: ClassVar[bool] = True
+    token_ids: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -63,6 +63,16 @@ def test_cutmix_on_flat_features_fails_before_training(compose_train, tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_mixing_token_ids_fails_before_training(compose_train, tmp_path, mix):
+    cfg = compose_train(
+        f"mix={mix}", *SHORT, "data=text_cls", "model=text_cnn", output_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match=r"mix: .* token ids, which do not mix \(use mix=none\)"):
+        train(cfg)
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_training_step_scores_the_mixed_batch_and_weights_the_accuracy():
     """The module mixes the batch, scores lam t(y_a) + (1 - lam) t(y_b) and logs the
     lam-weighted accuracy; the hooks see the partner's sample indices."""
