@@ -336,11 +336,7 @@ class SmoothingStrategy(nn.Module):
         if type(self).observe is SmoothingStrategy.observe or not self.training:
             return
         h, w, b, y = flatten_linear_inputs(hidden, weight, bias, targets, self.ignore_index)
-        idx = None if indices is None else indices.reshape(-1)
-        if idx is not None and idx.numel() != y.numel():
-            raise ValueError(
-                f"indices must hold one sample index per target ({y.numel()}), got {idx.numel()}"
-            )
+        idx = _flat_indices(indices, y)
         n = y.numel()
         step = chunk_rows(n, w.shape[0], h.device)
         for s in range(0, n, step):
@@ -635,13 +631,7 @@ class SmoothingStrategy(nn.Module):
         return x, y
 
     def _checked_target(self, x: Tensor, y: Tensor, indices: Tensor | None) -> SoftTarget:
-        if indices is not None:
-            indices = indices.reshape(-1)
-            if indices.numel() != y.numel():
-                raise ValueError(
-                    f"indices must hold one sample index per target ({y.numel()}), "
-                    f"got {indices.numel()}"
-                )
+        indices = _flat_indices(indices, y)
         target = self.smoothing(x, y, indices)
         epsilon = target.epsilon
         # every training step comes here: the common case (a valid float, no prior, the
@@ -722,6 +712,18 @@ class SmoothingStrategy(nn.Module):
                 rows = (targets != self.ignore_index).sum(dtype=torch.float64).to(device)
                 self.applied_rows_epoch += rows
                 self.applied_epsilon_epoch += rows * epsilon
+
+
+def _flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
+    """The sample indices flattened like the targets ``y`` (N,), or None; one per target."""
+    if indices is None:
+        return None
+    flat = indices.reshape(-1)
+    if flat.numel() != y.numel():
+        raise ValueError(
+            f"indices must hold one sample index per target ({y.numel()}), got {flat.numel()}"
+        )
+    return flat
 
 
 class _Uncounted:
