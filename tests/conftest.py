@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: a guard against host reads of tensor values."""
+"""Fixtures shared by every test folder: a guard against host reads of tensor values, a
+small text corpus through the real language-modelling pipeline."""
 
 from __future__ import annotations
 
@@ -72,3 +73,20 @@ def no_host_reads() -> Callable[[], contextlib.AbstractContextManager[None]]:
 @pytest.fixture(scope="session")
 def host_read_error() -> type[AssertionError]:
     return HostReadError
+
+
+@pytest.fixture(scope="session")
+def tiny_text() -> type:
+    """``tiny_text(**options)``: :class:`~adaptls.data.TextLMDataModule` (the real pipeline:
+    document split, BPE tokenizer, next-token blocks) on the first 12 pydoc topics only, 8
+    for training, 2 for validation, 2 for test: a few thousand tokens, seconds to set up."""
+    # Imported here: the tests that do not need text data do not pay for these imports.
+    from adaptls.data import TextLMDataModule
+    from adaptls.data.corpora import pydoc_topics
+
+    class TinyText(TextLMDataModule):
+        def documents(self) -> dict[str, list[str]]:
+            docs = list(pydoc_topics().values())[:12]
+            return {"train": docs[:8], "val": docs[8:10], "test": docs[10:]}
+
+    return TinyText

@@ -75,14 +75,6 @@ def test_split_documents_is_a_seeded_partition():
         split_documents(2, 0.1, 0.1, torch.Generator())
 
 
-class TinyText(TextLMDataModule):
-    """The real pipeline on the first 12 pydoc topics (seconds, not the whole corpus)."""
-
-    def documents(self):
-        docs = list(pydoc_topics().values())[:12]
-        return {"train": docs[:8], "val": docs[8:10], "test": docs[10:]}
-
-
 @pytest.fixture(scope="module")
 def pydoc_module(tmp_path_factory) -> TextLMDataModule:
     dm = TextLMDataModule(
@@ -126,8 +118,8 @@ def test_batches_facts_and_counts(pydoc_module):
         assert int((split.tensors[1] == EOS).sum()) == 8
 
 
-def test_a_corpus_too_small_for_the_vocabulary_warns(tmp_path, caplog):
-    dm = TinyText(vocab_size=32000, context_length=16, data_dir=tmp_path)
+def test_a_corpus_too_small_for_the_vocabulary_warns(tiny_text, tmp_path, caplog):
+    dm = tiny_text(vocab_size=32000, context_length=16, data_dir=tmp_path)
     dm.setup()
     assert dm.tokenizer.vocab_size < 32000
     assert f"set data.vocab_size={dm.tokenizer.vocab_size}" in caplog.text

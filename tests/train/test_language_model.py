@@ -17,7 +17,6 @@ from torchmetrics.classification import MulticlassCalibrationError
 from adaptls.calibration import fit_temperature
 from adaptls.callbacks import TemperatureScaling
 from adaptls.data import TextLMDataModule
-from adaptls.data.corpora import pydoc_topics
 from adaptls.data.text_lm import IGNORE_INDEX
 from adaptls.metrics import AdaptiveCalibrationError, CalibrationSuite
 from adaptls.models import TransformerLM
@@ -25,17 +24,9 @@ from adaptls.module import SmoothingClassifier
 from adaptls.smoothing import ClassFrequencySmoothing, FocalLoss, UniformSmoothing
 
 
-class TinyText(TextLMDataModule):
-    """The real pipeline on 12 pydoc topics: a few thousand tokens."""
-
-    def documents(self):
-        docs = list(pydoc_topics().values())[:12]
-        return {"train": docs[:8], "val": docs[8:10], "test": docs[10:]}
-
-
 @pytest.fixture(scope="module")
-def datamodule(tmp_path_factory) -> TextLMDataModule:
-    dm = TinyText(
+def datamodule(tiny_text, tmp_path_factory) -> TextLMDataModule:
+    dm = tiny_text(
         vocab_size=300, context_length=16, batch_size=8, data_dir=tmp_path_factory.mktemp("d")
     )
     dm.setup()
