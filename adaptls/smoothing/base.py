@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -21,9 +19,11 @@ from adaptls.checks import (
     check_positive,
     check_probability,
 )
+from adaptls.smoothing._applied import AppliedEpsilonRecord, record_weight
 from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
 from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 from adaptls.smoothing._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
+from adaptls.smoothing._registry import REGISTRY, register_strategy
 from adaptls.smoothing.figures import FigureSpec
 from adaptls.smoothing.functional import (
     check_inputs,
@@ -74,7 +74,7 @@ class StateSpec:
     reduce: str | None
 
 
-class SmoothingStrategy(nn.Module):
+class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
     """Base class: turns hard labels into soft targets, trained by cross-entropy.
 
     A strategy is built from hyperparameters only (what a Hydra yaml holds); facts about
@@ -111,7 +111,8 @@ class SmoothingStrategy(nn.Module):
     epoch's statistics only.
 
     Every strategy also records the smoothing it applied to training rows (epsilon after
-    the schedule, averaged over rows): :meth:`smoothing_amount`.
+    the schedule, averaged over rows): :meth:`smoothing_amount` (the record is
+    :class:`~adaptls.smoothing._applied.AppliedEpsilonRecord`, a base of this class).
 
     Options every strategy takes (keyword-only, forwarded by subclasses' ``**kwargs``):
 
@@ -156,16 +157,7 @@ class SmoothingStrategy(nn.Module):
         self.epoch = 0
         self.max_epochs: int | None = None
         self._states: dict[str, StateSpec] = {}
-        # Epsilon applied to training rows: this epoch's sums (per rank, reduced at its end)
-        # and the run's totals (identical on every rank).
-        self.add_state("applied_epsilon_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
-        self.add_state("applied_rows_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
-        self.add_state("applied_epsilon_total", torch.zeros((), dtype=torch.float64))
-        self.add_state("applied_rows_total", torch.zeros((), dtype=torch.float64))
-        # Training batches with a float epsilon whose rows are not counted yet (see
-        # _record_applied).
-        self._uncounted = _Uncounted()
-        self._applied_weight = 1.0  # set by mixed_loss while it scores one constituent
+        self._declare_applied_record()  # the epsilon applied to training rows (_applied.py)
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -399,9 +391,9 @@ class SmoothingStrategy(nn.Module):
             return self(logits, targets_a, reduction, indices=indices_a)
         if lam == 0.0:
             return self(logits, targets_b, reduction, indices=indices_b)
-        with _record_weight(self, lam):
+        with record_weight(self, lam):
             loss_a = self(logits, targets_a, reduction, indices=indices_a)
-        with _record_weight(self, 1.0 - lam):
+        with record_weight(self, 1.0 - lam):
             loss_b = self(logits, targets_b, reduction, indices=indices_b)
         return lam * loss_a + (1.0 - lam) * loss_b
 
@@ -474,8 +466,7 @@ class SmoothingStrategy(nn.Module):
         the per-epoch states to their defaults.
         """
         self.reduce_states(*(n for n, spec in self._states.items() if spec.reduce is not None))
-        self.applied_epsilon_total += self.applied_epsilon_epoch
-        self.applied_rows_total += self.applied_rows_epoch
+        self._close_applied_epoch()
         self.update_state()
         self.reset_states(per_epoch=True)
 
@@ -527,12 +518,6 @@ class SmoothingStrategy(nn.Module):
             summary["schedule"] = self.schedule.describe()
             summary["smoothing/schedule_factor"] = self.schedule_factor
         return summary
-
-    def smoothing_amount(self) -> float | None:
-        """Mean epsilon applied to the training rows of completed epochs, schedule factor
-        included (for per-row priors, the weight on the prior); None before any epoch."""
-        rows = float(self.applied_rows_total)
-        return float(self.applied_epsilon_total) / rows if rows > 0 else None
 
     # ------------------------------------------------------------------ declared state
     def add_state(self, name: str, default: Tensor, *, reduce: str | None = None) -> None:
@@ -656,63 +641,6 @@ class SmoothingStrategy(nn.Module):
             self._record_applied(epsilon, y)
         return target
 
-    def _record_applied(self, epsilon: float | Tensor, y: Tensor) -> None:
-        """Add this training batch's epsilon to the running sums (device-side, no sync).
-
-        A float epsilon (uniform smoothing and every strategy with one scalar) launches no
-        kernel here: the batch's targets are kept and counted later, many batches in one
-        pass (:meth:`_count_uncounted`; at most :data:`_UNCOUNTED_BATCHES` batches or
-        :data:`_UNCOUNTED_ELEMENTS` targets wait). Counting the rows a batch at a time
-        (compare, sum, multiply, two adds) cost about 30 us per call on CPU, 15% of
-        PyTorch's whole label-smoothing forward + backward at 128 x 10, and on a GPU five
-        kernel launches. Under ``torch.compile`` or a CUDA graph capture the rows are
-        counted at once (there, device operations are what gets recorded).
-        """
-        if (
-            self._applied_weight == 1.0
-            and not isinstance(epsilon, Tensor)
-            and not (
-                torch.compiler.is_compiling()
-                or (y.is_cuda and torch.cuda.is_current_stream_capturing())
-            )
-        ):
-            if self._uncounted.add(float(epsilon), y):
-                self._count_uncounted()
-            return
-        counted = y != self.ignore_index
-        rows = counted.sum(dtype=torch.float64)
-        if isinstance(epsilon, Tensor) and epsilon.dim():
-            total = (epsilon.detach().to(torch.float64) * counted).sum()
-        else:  # a float or a 0-d tensor: no host-to-device copy of a Python number
-            total = rows * (epsilon.detach() if isinstance(epsilon, Tensor) else epsilon)
-        # A mixed batch is scored twice, weighted lam and 1 - lam: each row counts once.
-        weight = self._applied_weight
-        self.applied_epsilon_epoch += (total * weight).to(self.applied_epsilon_epoch.device)
-        self.applied_rows_epoch += (rows * weight).to(self.applied_rows_epoch.device)
-
-    def _count_uncounted(self) -> None:
-        """Count the rows of the batches :meth:`_record_applied` kept: one pass over the
-        targets of all batches that share an epsilon and a device (device-side, no sync)."""
-        batches = self._uncounted.take()
-        if not batches:
-            return
-        groups: dict[tuple[float, torch.device], list[Tensor]] = {}
-        for epsilon, y, version in batches:
-            if y._version != version:
-                raise RuntimeError(
-                    f"the targets of a training call of {type(self).__name__} were modified "
-                    "in place before its rows were counted for smoothing_amount(); pass "
-                    "targets that stay unchanged after the call (e.g. y.clone())"
-                )
-            groups.setdefault((epsilon, y.device), []).append(y)
-        device = self.applied_rows_epoch.device
-        with torch.no_grad():
-            for (epsilon, _), ys in groups.items():
-                targets = ys[0] if len(ys) == 1 else torch.cat(ys)
-                rows = (targets != self.ignore_index).sum(dtype=torch.float64).to(device)
-                self.applied_rows_epoch += rows
-                self.applied_epsilon_epoch += rows * epsilon
-
 
 def _flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
     """The sample indices flattened like the targets ``y`` (N,), or None; one per target."""
@@ -726,85 +654,8 @@ def _flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
     return flat
 
 
-class _Uncounted:
-    """Training batches (epsilon, targets, the targets' version) whose rows are not counted
-    yet. A plain object, not a module attribute that is reassigned: ``nn.Module``'s
-    ``__setattr__`` alone costs a microsecond or two per call."""
-
-    __slots__ = ("batches", "elements")
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[float, Tensor, int]] = []
-        self.elements = 0
-
-    def add(self, epsilon: float, y: Tensor) -> bool:
-        """Keep a batch; True when the kept ones should be counted now."""
-        self.batches.append((epsilon, y, y._version))
-        self.elements += y.numel()
-        return len(self.batches) >= _UNCOUNTED_BATCHES or self.elements >= _UNCOUNTED_ELEMENTS
-
-    def take(self) -> list[tuple[float, Tensor, int]]:
-        batches = self.batches
-        self.clear()
-        return batches
-
-    def clear(self) -> None:
-        self.batches, self.elements = [], 0
-
-
-# Training batches with a float epsilon wait at most this long to be counted (see
-# SmoothingStrategy._record_applied): the count's cost spreads over 256 calls, and the
-# targets kept alive meanwhile are at most 2 Mi int64 values (16 MiB).
-_UNCOUNTED_BATCHES = 256
-_UNCOUNTED_ELEMENTS = 1 << 21
-
-
-@contextmanager
-def _record_weight(strategy: SmoothingStrategy, weight: float) -> Iterator[None]:
-    """Weight the applied-epsilon record of ``strategy`` and of the strategies inside it
-    (a composed base) by ``weight`` for the duration (a weighted batch is counted at once,
-    not kept for later)."""
-    parts = [m for m in strategy.modules() if isinstance(m, SmoothingStrategy)]
-    for part in parts:
-        part._applied_weight = weight
-    try:
-        yield
-    finally:
-        for part in parts:
-            part._applied_weight = 1.0
-
-
-# ---------------------------------------------------------------------------- the registry
-_REGISTRY: dict[str, type[SmoothingStrategy]] = {}
-#: Every registered strategy by name: filled as strategy modules are imported
-#: (``adaptls.smoothing`` imports all of its own; Hydra imports a config's ``_target_``).
-REGISTRY: Mapping[str, type[SmoothingStrategy]] = MappingProxyType(_REGISTRY)
 # Constructor options every strategy takes: not hyperparameters of one strategy.
 COMMON_OPTIONS = frozenset(inspect.signature(SmoothingStrategy.__init__).parameters) - {"self"}
-
-
-def register_strategy(cls: type[SmoothingStrategy]) -> type[SmoothingStrategy]:
-    """Register ``cls`` under ``cls.name`` (done for every named subclass on definition).
-
-    Two different classes may not share a name; the same class defined again (a module
-    reloaded) replaces its earlier self.
-    """
-    name = cls.__dict__.get("name")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise TypeError(
-            f"{cls.__qualname__}.name must be an identifier (its smoothing=<name>), got {name!r}"
-        )
-    known = _REGISTRY.get(name)
-    if known is not None and _where(known) != _where(cls):
-        raise ValueError(
-            f"strategy name {name!r} is taken by {_where(known)}; {_where(cls)} needs another"
-        )
-    _REGISTRY[name] = cls
-    return cls
-
-
-def _where(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def constructor_hyperparameters(cls: type[SmoothingStrategy]) -> list[str]:

@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from adaptls.smoothing import ConfidenceSmoothing, UniformSmoothing
-from adaptls.smoothing import base as base_module
+from adaptls.smoothing import ConfidenceSmoothing, UniformSmoothing, _applied
 
 K = 4
 
@@ -95,7 +94,7 @@ def test_targets_changed_in_place_before_they_are_counted_fail_clearly():
 
 def test_per_row_epsilon_is_counted_at_once(monkeypatch):
     # tensors are read at the call (a strategy may update its own tensors in place later)
-    monkeypatch.setattr(base_module, "_UNCOUNTED_BATCHES", 10**9)
+    monkeypatch.setattr(_applied, "_UNCOUNTED_BATCHES", 10**9)
     s = ConfidenceSmoothing()
     s.setup(num_classes=K)
     s(torch.randn(5, K), torch.tensor([0, 1, 2, -100, 3]))

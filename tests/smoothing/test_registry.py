@@ -59,7 +59,7 @@ def test_a_named_subclass_registers_itself_and_names_are_unique():
                 name = "bad name"
 
     finally:
-        from adaptls.smoothing.base import _REGISTRY
+        from adaptls.smoothing._registry import _REGISTRY
 
         _REGISTRY.pop("registry_test_fresh", None)
     assert "parent" not in STRATEGIES and "registry_test_fresh" not in STRATEGIES
