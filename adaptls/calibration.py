@@ -24,7 +24,12 @@ import warnings
 import torch
 from torch import Tensor
 
-__all__ = ["TemperatureGrid", "fit_temperature"]
+__all__ = ["TemperatureGrid", "check_bounds", "fit_temperature"]
+
+# The default search range of T, and the spacing in log T of the default 17-point grid over
+# it (0.576): a grid over other bounds gets as many points as keep this spacing.
+DEFAULT_BOUNDS = (1e-2, 1e2)
+GRID_SPACING = math.log(DEFAULT_BOUNDS[1] / DEFAULT_BOUNDS[0]) / 16
 
 
 def fit_temperature(
@@ -33,7 +38,7 @@ def fit_temperature(
     *,
     max_iter: int = 100,
     tol: float = 1e-10,
-    bounds: tuple[float, float] = (1e-2, 1e2),
+    bounds: tuple[float, float] = DEFAULT_BOUNDS,
     ignore_index: int | None = -100,
 ) -> float:
     """The temperature T in ``bounds`` that minimises the NLL of ``softmax(logits / T)``.
@@ -52,7 +57,7 @@ def fit_temperature(
         T as a Python float.
     """
     x, y = _checked_rows(logits, targets, ignore_index)
-    t_min, t_max = _checked_bounds(bounds)
+    t_min, t_max = check_bounds(bounds)
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
     x_true = x.gather(1, y.unsqueeze(1)).squeeze(1)
@@ -130,7 +135,8 @@ def _checked_rows(
     return x, y
 
 
-def _checked_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+def check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """``(T_min, T_max)`` as floats, or a ValueError naming the bad value."""
     try:
         t_min, t_max = (float(b) for b in bounds)
         ok = 0 < t_min < t_max < math.inf
@@ -167,19 +173,25 @@ class TemperatureGrid:
     :meth:`fit` brackets the root between two grid points and solves the cubic Hermite
     interpolant of df/du built from its exact values and slopes there (error
     O(h^4 max|d^5 f/du^5|)): T agrees with :func:`fit_temperature` on the same logits to
-    about 1e-3 relative with the default 17 points (spacing 0.58 in log T; tested). Each
-    batch costs about five passes over its logits per grid point; the sums stay on the
-    logits' device (no host read per batch) and add across ranks.
+    about 1e-3 relative with the default 17 points over the default bounds (spacing
+    :data:`GRID_SPACING` = 0.58 in log T; tested). ``points=None`` (the default) takes as
+    many points as keep that spacing over any ``bounds``, so wider bounds cost more
+    points, not accuracy. Each batch costs about five passes over its logits per grid
+    point; the sums stay on the logits' device (no host read per batch) and add across
+    ranks.
     """
 
     def __init__(
         self,
         *,
-        bounds: tuple[float, float] = (1e-2, 1e2),
-        points: int = 17,
+        bounds: tuple[float, float] = DEFAULT_BOUNDS,
+        points: int | None = None,
         ignore_index: int | None = -100,
     ) -> None:
-        t_min, t_max = _checked_bounds(bounds)
+        t_min, t_max = check_bounds(bounds)
+        if points is None:
+            # The small slack keeps the default bounds at exactly 17 points despite rounding.
+            points = max(2, math.ceil(math.log(t_max / t_min) / GRID_SPACING - 1e-9) + 1)
         if isinstance(points, bool) or not isinstance(points, int) or points < 2:
             raise ValueError(f"points must be an int >= 2, got {points!r}")
         self.log_t = torch.linspace(math.log(t_min), math.log(t_max), points, dtype=torch.float64)
@@ -221,16 +233,29 @@ class TemperatureGrid:
         """(G,) mean NLL at each grid temperature ``exp(log_t)``."""
         return self.sums[:, 0] / self.count
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(T_min, T_max), the first and last grid temperatures."""
+        return float(self.log_t[0].exp()), float(self.log_t[-1].exp())
+
     def fit(self) -> float:
-        """The temperature minimising the mean NLL of the rows seen (see the class doc)."""
+        """The temperature minimising the mean NLL of the rows seen (see the class doc); a
+        bound, with a warning, if the NLL still decreases there."""
+        temperature, bound = self.solve()
+        return temperature if bound is None else _at_bound(temperature, bound)
+
+    def solve(self) -> tuple[float, str | None]:
+        """``(T, bound)``: :meth:`fit` without its warning, for callers that give their own
+        advice; ``bound`` is ``"lower"`` or ``"upper"`` when T is that bound because the NLL
+        still decreases there, else None."""
         count, sums = float(self.count), self.sums.cpu()  # the one host read
         if count == 0:
             raise ValueError("TemperatureGrid.fit needs at least one row (update() first)")
         slope, curvature = sums[:, 1] / count, sums[:, 2] / count
         if slope[0] >= 0:
-            return _at_bound(float(self.log_t[0].exp()), "lower")
+            return self.bounds[0], "lower"
         if slope[-1] <= 0:
-            return _at_bound(float(self.log_t[-1].exp()), "upper")
+            return self.bounds[1], "upper"
         g = int((slope >= 0).nonzero()[0]) - 1  # slope[g] < 0 <= slope[g + 1]
         u0, u1 = float(self.log_t[g]), float(self.log_t[g + 1])
         h = u1 - u0
@@ -252,4 +277,4 @@ class TemperatureGrid:
                 lo = mid
             else:
                 hi = mid
-        return math.exp(u0 + h * (lo + hi) / 2)
+        return math.exp(u0 + h * (lo + hi) / 2), None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptls.calibration import TemperatureGrid, fit_temperature
+from adaptls.calibration import GRID_SPACING, TemperatureGrid, fit_temperature
 
 
 def synthetic(t_true: float, n: int = 20_000, k: int = 10, seed: int = 0):
@@ -145,3 +148,31 @@ def test_streamed_fit_warns_at_a_bound_and_needs_rows():
         TemperatureGrid().fit()
     with pytest.raises(ValueError, match="points must be an int >= 2"):
         TemperatureGrid(points=1)
+    with pytest.raises(ValueError, match=r"0 < T_min < T_max, got \(0, 1\)"):
+        TemperatureGrid(bounds=(0, 1))
+
+
+@pytest.mark.parametrize(
+    ("bounds", "points"), [((1e-2, 1e2), 17), ((1e-2, 1e4), 25), ((1e-4, 1e2), 25), ((0.5, 2), 4)]
+)
+def test_other_bounds_keep_the_default_grid_spacing(bounds, points):
+    grid = TemperatureGrid(bounds=bounds)
+    assert len(grid.log_t) == points
+    spacing = float(grid.log_t[1] - grid.log_t[0])
+    assert spacing <= GRID_SPACING * (1 + 1e-12)
+    assert grid.bounds == pytest.approx(bounds, rel=1e-12)
+
+
+def test_a_wider_range_finds_a_temperature_beyond_the_default_bound_as_accurately():
+    logits, targets = synthetic(300.0, n=4000)
+    default, wide = TemperatureGrid(), TemperatureGrid(bounds=(1e-2, 1e4))
+    for grid in (default, wide):
+        grid.update(logits, targets)
+    assert default.solve() == (pytest.approx(100.0), "upper")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # solve() never warns; inside the range nor fit()
+        t, bound = wide.solve()
+        assert wide.fit() == t
+    assert bound is None
+    assert t == pytest.approx(fit_temperature(logits, targets, bounds=(1e-2, 1e4)), rel=2e-3)
+    assert math.log(t / 300.0) == pytest.approx(0.0, abs=0.05)  # the T the data was made with

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
-from adaptls.calibration import TemperatureGrid
+from adaptls.calibration import DEFAULT_BOUNDS, TemperatureGrid, check_bounds
 from adaptls.metrics import CalibrationSuite
 from adaptls.metrics.nll import perplexity
 
@@ -29,17 +29,25 @@ class TemperatureScaling(pl.Callback):
     ``test/ts/ppl`` for token-level tasks). ``adaptls.train`` validates the evaluated
     weights right before testing them, so T belongs to the tested weights. Accuracy is
     unchanged by construction. Without a validate run before the test, nothing is logged.
+
+    Args:
+        n_bins: bins of the calibration suite's binned metrics.
+        bounds: (T_min, T_max), the range T is searched in (a grid log-spaced over it, as
+            many points as keep the default grid's spacing). If the validation NLL still
+            decreases at a bound, T is that bound and a warning gives the config override
+            that widens the range (``callbacks.temperature_scaling.bounds=[...]``).
     """
 
-    def __init__(self, n_bins: int = 15) -> None:
+    def __init__(self, n_bins: int = 15, bounds: tuple[float, float] = DEFAULT_BOUNDS) -> None:
         self.n_bins = n_bins
+        self.bounds = check_bounds(bounds)  # before any run: a bad value fails at build
         self.temperature: float | None = None
         self._grid: TemperatureGrid | None = None
         self._suite: CalibrationSuite | None = None
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
-            self._grid = TemperatureGrid()
+            self._grid = TemperatureGrid(bounds=self.bounds)
 
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, *args: Any
@@ -55,7 +63,9 @@ class TemperatureScaling(pl.Callback):
             return
         self._grid.sums = _sum_ranks(pl_module, self._grid.sums)
         self._grid.count = _sum_ranks(pl_module, self._grid.count)
-        self.temperature = self._grid.fit()
+        self.temperature, bound = self._grid.solve()
+        if bound is not None and trainer.is_global_zero:
+            log.warning(_bound_advice(self.bounds, bound, self.temperature))
         self._suite = CalibrationSuite(
             pl_module.num_classes, pl_module.class_counts, n_bins=self.n_bins
         ).to(pl_module.device)
@@ -83,3 +93,15 @@ def _sum_ranks(pl_module: pl.LightningModule, tensor: Tensor) -> Tensor:
     if pl_module.trainer.world_size == 1:
         return tensor
     return pl_module.all_gather(tensor.to(pl_module.device)).sum(dim=0).cpu()
+
+
+def _bound_advice(bounds: tuple[float, float], bound: str, temperature: float) -> str:
+    """What happened at a bound, and the override that searches 100x further past it."""
+    t_min, t_max = bounds
+    t_min, t_max = (t_min / 100, t_max) if bound == "lower" else (t_min, t_max * 100)
+    return (
+        f"temperature scaling: the validation NLL still decreases at the {bound} bound of "
+        f"the temperature search, T = {temperature:g}; test/ts/* use that T. To search "
+        f"further: callbacks.temperature_scaling.bounds=[{t_min:g},{t_max:g}] "
+        f"(TemperatureScaling(bounds=...) outside adaptls.train)"
+    )

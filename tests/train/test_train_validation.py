@@ -27,6 +27,16 @@ BAD_VALUES = {
     "trainer.precision=bogus": ["trainer", "bogus"],
     "callbacks.model_checkpoint.save_top_k=-5": ["callbacks.model_checkpoint", "-5"],
     "cpu_threads=0": ["cpu_threads", ">= 1", "0"],
+    "callbacks.temperature_scaling.bounds=[100,1]": [
+        "callbacks.temperature_scaling.bounds",
+        "0 < T_min < T_max",
+        "[100, 1]",
+    ],
+    "callbacks.temperature_scaling.bounds=[0,1,2]": [
+        "callbacks.temperature_scaling.bounds",
+        "(T_min, T_max)",
+        "[0, 1, 2]",
+    ],
     "eval_checkpoint=first": ["eval_checkpoint", "last", "best", "'first'"],
 }
 
