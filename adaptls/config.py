@@ -38,6 +38,16 @@ def call_partial(cfg: DictConfig, key: str, factory: Any, *args: Any, **kwargs: 
         raise ConfigError(_explain(key, OmegaConf.select(cfg, key), err)) from err
 
 
+def chosen_option(cfg: DictConfig, group: str) -> str:
+    """The option of ``group`` this run uses (``text_lm`` for ``data=text_lm``): Hydra's
+    record of the choice, else (a config composed without Hydra) the name of the class."""
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return str(OmegaConf.select(cfg, f"{group}._target_", default=group)).rsplit(".", 1)[-1]
+
+
 def _explain(key: str, node: Any, err: Exception) -> str:
     cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
     message = str(cause.args[0]) if getattr(cause, "args", None) else str(cause)

@@ -24,12 +24,19 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from adaptls.config import ConfigError, call_partial, check_search_space, instantiate_group
+from adaptls.config import (
+    ConfigError,
+    call_partial,
+    check_search_space,
+    chosen_option,
+    instantiate_group,
+)
 from adaptls.library_shims import drop_wandb_anonymous_setting
+from adaptls.model_fits_data import check_model_fits_data
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_calibration_verdict, print_table, write_metrics
 
@@ -46,9 +53,11 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     """Instantiate every component; configuration errors surface here, before training.
 
     Everything a config sets is validated before anything is loaded or written: the
-    partials (model, optimizer, scheduler) are called once here, the model with the data's
-    shape (known before its data is loaded), a throwaway optimizer and scheduler on its
-    parameters.
+    model must read what the data gives (:mod:`adaptls.model_fits_data`), the partials
+    (model, optimizer, scheduler) are called once here, the model with the data's shape
+    (known before its data is loaded), a throwaway optimizer and scheduler on its
+    parameters, and a strategy that cannot train on several processes
+    (``distributed_unsupported``) is refused by a trainer that runs several.
     """
     check_search_space()
     strategy = instantiate_group(cfg, "smoothing")
@@ -57,6 +66,13 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     optimizer = instantiate_group(cfg, "optimizer")
     scheduler = instantiate_group(cfg, "scheduler") if cfg.get("scheduler") else None
     mix = instantiate_group(cfg, "mix") if cfg.get("mix") else None
+    check_model_fits_data(
+        datamodule,
+        model_factory,
+        data=chosen_option(cfg, "data"),
+        model=chosen_option(cfg, "model"),
+        model_options=Path(CONFIG_DIR) / "model",
+    )
     net = call_partial(
         cfg,
         "model",
@@ -95,6 +111,17 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         strategy.check_run_length(trainer.max_epochs)
     except ValueError as err:
         raise ConfigError(f"smoothing: {err}") from None
+    # Declared by a strategy whose state cannot (yet) be reduced across processes; None or
+    # absent: it can. Here rather than at its first epoch end, a whole epoch later.
+    unsupported = getattr(strategy, "distributed_unsupported", None)
+    if unsupported is not None and trainer.world_size > 1:
+        raise ConfigError(
+            f"smoothing={chosen_option(cfg, 'smoothing')} cannot train on {trainer.world_size} "
+            f"processes (trainer={chosen_option(cfg, 'trainer')}): {unsupported}; "
+            "or train on one process (trainer=cpu or trainer=gpu)"
+        )
+    if cfg.get("ckpt_path") == "last" and trainer.is_global_zero:
+        _say_if_no_last_checkpoint(trainer)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -175,6 +202,23 @@ def train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             _finish_wandb(started, final)
     return val.get(cfg.optimized_metric)
+
+
+def _say_if_no_last_checkpoint(trainer: pl.Trainer) -> None:
+    """``ckpt_path=last`` in a directory without a last checkpoint: Lightning then trains
+    from scratch, kept on purpose (a requeued cluster job passes ``ckpt_path=last`` from its
+    first start on); this says so in one line, with the path looked at."""
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    # The lookup `trainer.fit(ckpt_path="last")` makes: last*.ckpt in each callback's folder.
+    if any(callback._find_last_checkpoints(trainer) for callback in callbacks):
+        return
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    where = (
+        Path(dirpath) / "last.ckpt"
+        if dirpath
+        else "the checkpoint callback's folder (callbacks.model_checkpoint sets none)"
+    )
+    log.warning("ckpt_path=last: no last.ckpt found at %s; the run starts from scratch", where)
 
 
 def _set_cpu_threads(threads: Any) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor, nn
 
 from adaptls.checks import check_int, check_num_classes
-from adaptls.models._checks import check_batch, check_dropout, check_shape
+from adaptls.models._checks import check_batch, check_dropout
+from adaptls.models.inputs import ModelInputs
 
 # (kernel, stride, padding) of the three convolutions, as in the reference ConvBase.
 _CONVS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
@@ -29,6 +32,9 @@ class CNN1D(nn.Module):
         dropout: drop probability on the flattened conv features, in [0, 1).
     """
 
+    #: what it reads (checked against the data before a run): float series
+    inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(1, 2), layout="(C, L) or (L,)")
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -37,7 +43,7 @@ class CNN1D(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_shape = check_shape("input_shape", input_shape, (1, 2), "(C, L) or (L,)")
+        self.input_shape = self.inputs.check_shape(input_shape)
         num_classes = check_num_classes(num_classes)
         channels = check_int("channels", channels, minimum=1)
         dropout = check_dropout(dropout)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from adaptls.checks import check_int, check_num_classes
-from adaptls.models._checks import check_batch, check_dropout, check_shape
+from adaptls.models._checks import check_batch, check_dropout
+from adaptls.models.inputs import ModelInputs
 
 
 class MLP(nn.Module):
@@ -24,6 +26,9 @@ class MLP(nn.Module):
         dropout: drop probability after every hidden ReLU, in [0, 1).
     """
 
+    #: what it reads (checked against the data before a run): float features of any shape
+    inputs: ClassVar[ModelInputs] = ModelInputs(ranks=tuple(range(1, 9)), layout="(any rank)")
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -32,7 +37,7 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_shape = check_shape("input_shape", input_shape, range(1, 9), "(any rank)")
+        self.input_shape = self.inputs.check_shape(input_shape)
         num_classes = check_num_classes(num_classes)
         if isinstance(hidden, str | bytes) or not isinstance(hidden, Sequence):
             raise TypeError(f"hidden must be a list of positive ints, got {hidden!r}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adaptls.checks import check_int, check_num_classes
-from adaptls.models._checks import check_batch, check_dropout, check_shape
+from adaptls.models._checks import check_batch, check_dropout
+from adaptls.models.inputs import ModelInputs
 
 _WIDTHS = (16, 32, 64)
 
@@ -30,6 +33,9 @@ class ResNet(nn.Module):
         dropout: drop probability on the pooled features before the linear layer.
     """
 
+    #: what it reads (checked against the data before a run): float images
+    inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(3,), layout="(C, H, W)")
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -38,7 +44,7 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_shape = check_shape("input_shape", input_shape, (3,), "(C, H, W)")
+        self.input_shape = self.inputs.check_shape(input_shape)
         num_classes = check_num_classes(num_classes)
         depth = check_int("depth", depth, minimum=8)
         if (depth - 2) % 6:

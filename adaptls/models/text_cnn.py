@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adaptls.checks import check_choice, check_int, check_num_classes
-from adaptls.models._checks import check_dropout, check_shape
+from adaptls.models._checks import check_dropout
+from adaptls.models.inputs import ModelInputs
 
 POOLINGS = ("max", "mean")
 
@@ -50,6 +52,9 @@ class TextCNN(nn.Module):
         pad_id: the padding token id (0 for adaptls' tokenizer).
     """
 
+    #: what it reads (checked against the data before a run): token ids, one label per text
+    inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(1,), layout="(max_length,)", token_ids=True)
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -63,7 +68,7 @@ class TextCNN(nn.Module):
         pad_id: int = 0,
     ) -> None:
         super().__init__()
-        self.input_shape = check_shape("input_shape", input_shape, (1,), "(max_length,)")
+        self.input_shape = self.inputs.check_shape(input_shape)
         num_classes = check_num_classes(num_classes)
         if vocab_size is None:
             raise ValueError(

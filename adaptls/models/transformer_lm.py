@@ -16,13 +16,15 @@ shares its weight with the token embedding (Press & Wolf 2017; GPT-2) and has no
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adaptls.checks import check_bool, check_int, check_num_classes
-from adaptls.models._checks import check_dropout, check_shape
+from adaptls.models._checks import check_dropout
+from adaptls.models.inputs import ModelInputs
 
 
 class TransformerLM(nn.Module):
@@ -40,6 +42,11 @@ class TransformerLM(nn.Module):
             It must be at least T.
     """
 
+    #: what it reads (checked against the data before a run): token ids, a target per token
+    inputs: ClassVar[ModelInputs] = ModelInputs(
+        ranks=(1,), layout="(T,)", token_ids=True, token_level=True
+    )
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -52,7 +59,7 @@ class TransformerLM(nn.Module):
         context_length: int | None = None,
     ) -> None:
         super().__init__()
-        (block_length,) = check_shape("input_shape", input_shape, (1,), "(T,)")
+        (block_length,) = self.inputs.check_shape(input_shape)
         vocab = check_num_classes(num_classes)
         layers = check_int("layers", layers, minimum=1)
         width = check_int("width", width, minimum=1)

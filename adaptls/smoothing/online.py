@@ -57,7 +57,8 @@ class OnlineSmoothing(SmoothingStrategy):
     class instead of K (:mod:`adaptls.smoothing._topk_labels`: the format, the loss that
     never expands it, and how mass that falls out of the sums joins the uniform rest).
     Not yet for distributed training (the per-rank sums would need a merge, not a sum):
-    it raises at the end of the first epoch there.
+    :attr:`distributed_unsupported` says so, ``adaptls.train`` refuses it before the run
+    starts, and a plain distributed loop gets NotImplementedError at the first epoch end.
     """
 
     name: ClassVar[str] = "online"
@@ -71,6 +72,16 @@ class OnlineSmoothing(SmoothingStrategy):
         self.init = check_choice("init", init, ("zeros", "uniform"))
         self.topk = None if topk is None else check_int("topk", topk, minimum=1)
         self._pending: list[tuple[Tensor, Tensor, Tensor]] = []  # top-k: unmerged rows
+
+    @property
+    def distributed_unsupported(self) -> str | None:
+        """Why this configuration cannot train on several processes; None: it can."""
+        if self.topk is None:
+            return None
+        return (
+            f"topk={self.topk} does not merge the ranks' running sums yet: use topk=None "
+            "(null in a config: the dense S) for distributed training"
+        )
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
         super().setup(num_classes, class_counts)
@@ -228,11 +239,8 @@ class OnlineSmoothing(SmoothingStrategy):
     def update_state(self) -> None:
         k = self.require_num_classes()
         if self.topk is not None:
-            if is_distributed():
-                raise NotImplementedError(
-                    "OnlineSmoothing(topk=...) does not merge the ranks' running sums yet: "
-                    "use topk=None (dense S) for distributed training"
-                )
+            if is_distributed():  # adaptls.train refuses this at build time already
+                raise NotImplementedError(f"OnlineSmoothing: {self.distributed_unsupported}")
             self._merge_pending()
             labels = labels_from_slots(
                 self.slot_index, self.slot_sum, self.count, self.S_index.shape[1]

@@ -6,6 +6,10 @@ starts a logger; the CLI turns the error into exit status 2 with the message in 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from adaptls.config import ConfigError
-from adaptls.train import CONFIG_DIR, train
+from adaptls.train import CONFIG_DIR, build, train
 
 BAD_VALUES = {
     # override: fragments the message must contain
@@ -115,3 +119,111 @@ def test_the_cli_exits_with_status_2_and_writes_only_its_log(run_cli, tmp_path):
     assert message in (run_dir / "train.log").read_text()
     assert {p.name for p in run_dir.iterdir()} == {"train.log", ".hydra"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("trainer", ["ddp_cpu", "ddp"])
+def test_a_strategy_that_cannot_run_distributed_fails_at_build(compose_train, tmp_path, trainer):
+    # OnlineSmoothing(topk=...) raised NotImplementedError at its first epoch end, a whole
+    # epoch into a DDP run. trainer=ddp builds on a CPU machine too (the check comes before
+    # any device is used): accelerator=cpu keeps its two processes.
+    output_dir = tmp_path / "run"
+    overrides = ["smoothing=online", "smoothing.topk=4", f"trainer={trainer}"]
+    cfg = compose_train(*overrides, "trainer.accelerator=cpu", output_dir=output_dir)
+    with pytest.raises(ConfigError) as error:
+        train(cfg)
+    assert str(error.value) == (
+        f"smoothing=online cannot train on 2 processes (trainer={trainer}): topk=4 does not "
+        "merge the ranks' running sums yet: use topk=None (null in a config: the dense S) "
+        "for distributed training; or train on one process (trainer=cpu or trainer=gpu)"
+    )
+    assert written(output_dir) == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["smoothing=online", "smoothing.topk=4", "trainer=cpu"],  # top-k on one process
+        ["smoothing=online", "trainer=ddp_cpu"],  # the dense S under DDP
+    ],
+)
+def test_what_can_run_is_not_refused(compose_train, tmp_path, small, overrides):
+    cfg = compose_train(*overrides, *small, "logger=none", output_dir=tmp_path / "run")
+    _, module, trainer = build(cfg)
+    assert trainer.world_size == (2 if "trainer=ddp_cpu" in overrides else 1)
+    assert module.strategy.distributed_unsupported is None or trainer.world_size == 1
+
+
+def test_resuming_from_a_missing_last_checkpoint_says_it_starts_from_scratch(
+    compose_train, tmp_path, small, caplog
+):
+    """Kept on purpose (a requeued cluster job passes ckpt_path=last from its first start),
+    but said: one line with the path looked at."""
+    output_dir = tmp_path / "run"
+    cfg = compose_train("ckpt_path=last", *small, "logger=none", output_dir=output_dir)
+    with caplog.at_level(logging.INFO, logger="adaptls.train"):
+        build(cfg)
+    expected = (
+        f"ckpt_path=last: no last.ckpt found at {output_dir / 'checkpoints' / 'last.ckpt'}; "
+        "the run starts from scratch"
+    )
+    assert [r.getMessage() for r in caplog.records if r.name == "adaptls.train"] == [expected]
+    assert caplog.records[-1].levelno == logging.WARNING
+
+    caplog.clear()  # with a last checkpoint there, nothing to say
+    (output_dir / "checkpoints").mkdir(parents=True)
+    (output_dir / "checkpoints" / "last.ckpt").touch()
+    with caplog.at_level(logging.INFO, logger="adaptls.train"):
+        build(cfg)
+    assert not [r for r in caplog.records if r.name == "adaptls.train"]
+
+
+def test_resuming_without_a_checkpoint_callback_says_it_starts_from_scratch(
+    compose_train, tmp_path, small, caplog
+):
+    cfg = compose_train(
+        "ckpt_path=last",
+        "callbacks.model_checkpoint=null",
+        *small,
+        "logger=none",
+        output_dir=tmp_path / "run",
+    )
+    with caplog.at_level(logging.INFO, logger="adaptls.train"):
+        build(cfg)
+    assert (
+        "ckpt_path=last: no last.ckpt found at the checkpoint callback's folder "
+        "(callbacks.model_checkpoint sets none); the run starts from scratch"
+    ) in caplog.text
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_a_distributed_top_k_run_before_starting_processes(run_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "smoothing=online",
+        "smoothing.topk=4",
+        "trainer=ddp_cpu",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = "smoothing=online cannot train on 2 processes (trainer=ddp_cpu): topk=4 does not"
+    assert message in (run_dir / "train.log").read_text()
+    assert {p.name for p in run_dir.iterdir()} == {"train.log", ".hydra"}
+
+
+@pytest.mark.slow
+def test_a_first_start_with_ckpt_path_last_trains_as_a_fresh_run(
+    compose_train, tmp_path, small, tiny
+):
+    """The cluster requeue pattern: ckpt_path=last from the first start on."""
+    metrics = {}
+    for ckpt_path in ("null", "last"):
+        output_dir = tmp_path / ckpt_path
+        cfg = compose_train(
+            f"ckpt_path={ckpt_path}", *small, *tiny, "logger=none", output_dir=output_dir
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            train(cfg)
+        metrics[ckpt_path] = json.loads((output_dir / "metrics.json").read_text())["test"]
+    assert metrics["last"] == metrics["null"]
