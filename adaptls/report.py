@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from adaptls.checks import atomic_write
 
-TABLE_METRICS = ("acc", "ece", "nll", "brier", "adaece")
+# What a run's summary shows (the closing table here, scripts/compare.py's default columns),
+# in this order, of what the run reports: the headline figures (`ppl` only token-level runs
+# report), then the long-tail group accuracies.
+HEADLINE_METRICS = ("acc", "ece", "adaece", "nll", "ppl", "brier")
+GROUP_METRICS = ("acc_many", "acc_medium", "acc_few")
 
 
 def write_metrics(
@@ -43,13 +47,33 @@ def write_metrics(
         json.dump(record, f, indent=2, sort_keys=False, default=str)
 
 
+def summary_metrics(reported: Collection[str], split: str) -> list[str]:
+    """The ``<split>/<name>`` metrics a summary of a run shows, of the ``reported`` names.
+
+    Derived from what the run reports, not from its data's name: the
+    :data:`HEADLINE_METRICS` it reports (``ppl`` appears for token-level tasks), then its
+    long-tail group accuracies when it reports more than one group. The metric suite
+    reports a group only when the training class counts put a class in it; a run that
+    reports a single group has every class in it (balanced data), and that group's
+    accuracy is ``acc`` again.
+    """
+    headline = [f"{split}/{m}" for m in HEADLINE_METRICS if f"{split}/{m}" in reported]
+    groups = [f"{split}/{m}" for m in GROUP_METRICS if f"{split}/{m}" in reported]
+    return headline + (groups if len(groups) > 1 else [])
+
+
 def print_table(val: Mapping[str, float], test: Mapping[str, float], title: str) -> None:
-    """A small markdown table of the headline metrics, validation and test."""
+    """A small markdown table, validation and test, of the metrics
+    :func:`summary_metrics` picks for either split."""
+    shown = {
+        m.split("/", 1)[1] for m in summary_metrics(val, "val") + summary_metrics(test, "test")
+    }
+    columns = [m for m in (*HEADLINE_METRICS, *GROUP_METRICS) if m in shown]
     print(f"\n{title}\n")
-    print("| split | " + " | ".join(TABLE_METRICS) + " |")
-    print("|---" * (len(TABLE_METRICS) + 1) + "|")
+    print("| split | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
     for split, values in (("val", val), ("test", test)):
-        cells = [_fmt(values.get(f"{split}/{m}")) for m in TABLE_METRICS]
+        cells = [_fmt(values.get(f"{split}/{m}")) for m in columns]
         print(f"| {split} | " + " | ".join(cells) + " |")
     print()
 
@@ -80,7 +104,8 @@ def print_calibration_verdict(test: Mapping[str, float]) -> None:
 
 
 def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    """4 decimals; ``-`` where there is no value (not reported, or NaN: no rows)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from adaptls.compare.group import (
     Group,
     available_metrics,
     compare,
+    default_metrics,
     grouping_keys,
 )
 from adaptls.compare.load import CompareError, Run, SkippedRunWarning, load_runs
@@ -49,6 +50,7 @@ __all__ = [
     "SkippedRunWarning",
     "available_metrics",
     "compare",
+    "default_metrics",
     "evaluation_note",
     "grouping_keys",
     "load_runs",

@@ -26,7 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--metrics",
         nargs="+",
         metavar="METRIC",
-        help="metric names (default: test/acc, test/ece, ... where reported)",
+        help="metric names (default: test/acc, test/ece, test/adaece, test/nll, test/ppl, "
+        "test/brier, test/ts/ece, test/acc_many|medium|few where the runs report them; "
+        "group accuracies only for runs with more than one long-tail group)",
     )
     parser.add_argument(
         "--group-by",

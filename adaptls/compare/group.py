@@ -13,17 +13,13 @@ from typing import Any
 import pandas as pd
 
 from adaptls.compare.load import CompareError, Run
+from adaptls.report import GROUP_METRICS, HEADLINE_METRICS, summary_metrics
 
+# The default columns, in this order, where runs report them (see `default_metrics`).
 DEFAULT_METRICS = (
-    "test/acc",
-    "test/ece",
-    "test/adaece",
-    "test/nll",
-    "test/brier",
+    *(f"test/{m}" for m in HEADLINE_METRICS),
     "test/ts/ece",
-    "test/acc_many",
-    "test/acc_medium",
-    "test/acc_few",
+    *(f"test/{m}" for m in GROUP_METRICS),
 )
 # Higher is better for these; every other metric sorts lowest first.
 HIGHER_IS_BETTER = re.compile(r"(acc|balanced_acc|acc_\w+)")
@@ -120,6 +116,17 @@ def available_metrics(runs: Sequence[Run]) -> list[str]:
     return sorted({name for run in runs for name in run.metrics})
 
 
+def default_metrics(runs: Sequence[Run]) -> list[str]:
+    """The :data:`DEFAULT_METRICS` that some run's summary shows: each run's test metrics
+    as :func:`adaptls.report.summary_metrics` picks them (``test/ppl`` for language models,
+    the group accuracies for runs with more than one long-tail group), and ``test/ts/ece``
+    where reported."""
+    shown = {"test/ts/ece"} & set(available_metrics(runs))
+    for run in runs:
+        shown.update(summary_metrics(run.metrics, "test"))
+    return [m for m in DEFAULT_METRICS if m in shown]
+
+
 def compare(
     runs: Sequence[Run],
     metrics: Sequence[str] | None = None,
@@ -128,13 +135,13 @@ def compare(
 ) -> Comparison:
     """Group ``runs`` and take mean, sample std and count of ``metrics`` over each group.
 
-    ``metrics=None`` picks :data:`DEFAULT_METRICS` that some run reports. ``sort`` orders
+    ``metrics=None`` picks :func:`default_metrics`. ``sort`` orders
     the groups best first on that metric (accuracies highest first, everything else lowest
     first; groups without it last); by default groups come in key order.
     """
     available = available_metrics(runs)
     if metrics is None:
-        metrics = [m for m in DEFAULT_METRICS if m in available]
+        metrics = default_metrics(runs)
     unknown = [m for m in [*metrics, *([sort] if sort else [])] if m not in available]
     if unknown:
         raise CompareError(

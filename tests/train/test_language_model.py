@@ -203,6 +203,10 @@ def test_the_cli_trains_a_language_model_with_the_default_callbacks(run_cli, tmp
     assert result.returncode == 0, output[-5000:]
     assert "Epoch 0" in output  # the progress bar was on
     metrics = _check_lm_metrics(run_dir)
+    # The closing table shows the perplexity and the token-frequency groups.
+    header = "| split | acc | ece | adaece | nll | ppl | brier | acc_many | acc_medium | acc_few |"
+    assert header in result.stdout
+    assert f"{metrics['test']['test/ppl']:.4f}" in result.stdout
     assert metrics["config"]["data"]["corpus"] == "pydoc"
     assert (run_dir / "plots" / "test_reliability.png").is_file()
 
