@@ -52,6 +52,8 @@ class TensorDataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     #: inputs are int64 token ids (text), not float features: nothing can mix them
     token_ids: ClassVar[bool] = False
+    #: one target per token (language modelling), not one per example
+    token_level: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from adaptls.config import ConfigError, instantiate_group
+from adaptls.model_fits_data import check_model_fits_data
 from adaptls.models.inputs import ModelInputs, model_inputs
 from adaptls.train import CONFIG_DIR, build
 
@@ -108,3 +109,14 @@ def test_the_declarations_say_what_the_models_do(compose_train, tmp_path, data, 
     except (ValueError, RuntimeError, IndexError):  # IndexError: ids past its vocabulary
         layout = None
     assert (layout == expected) == (model in FITS[data]), (layout, expected)
+
+
+def test_a_model_that_declares_nothing_is_not_checked(compose_train, tmp_path):
+    """A model of the user's own without ``inputs`` is left to its own checks."""
+    cfg = compose_train("data=text_lm", "logger=none", output_dir=tmp_path)
+    datamodule = instantiate_group(cfg, "data")
+    undeclared = functools.partial(torch.nn.Linear)
+    assert model_inputs(undeclared) is None
+    check_model_fits_data(
+        datamodule, undeclared, data="text_lm", model="mine", model_options=tmp_path
+    )
