@@ -209,7 +209,8 @@ def _say_if_no_last_checkpoint(trainer: pl.Trainer) -> None:
     from scratch, kept on purpose (a requeued cluster job passes ``ckpt_path=last`` from its
     first start on); this says so in one line, with the path looked at."""
     callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    # The lookup `trainer.fit(ckpt_path="last")` makes: last*.ckpt in each callback's folder.
+    # The lookup `trainer.fit(ckpt_path="last")` makes (last*.ckpt in each callback's folder),
+    # through the same private ModelCheckpoint method, so the line never disagrees with it.
     if any(callback._find_last_checkpoints(trainer) for callback in callbacks):
         return
     dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
