@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from adaptls.smoothing._declared_state import DeclaredState
+
 if TYPE_CHECKING:
     from adaptls.smoothing.base import SmoothingStrategy
 
@@ -30,29 +32,27 @@ _UNCOUNTED_BATCHES = 256
 _UNCOUNTED_ELEMENTS = 1 << 21
 
 
-class AppliedEpsilonRecord:
+class AppliedEpsilonRecord(DeclaredState):
     """The applied-epsilon record of :class:`~adaptls.smoothing.base.SmoothingStrategy`
-    (a base of it: the record's methods are the strategy's own, so the training step
-    reaches :meth:`_record_applied` with no extra lookup or call)."""
+    (a base of it: the record's methods are the strategy's own, so a training call
+    reaches :meth:`_record_applied` with no extra lookup or call).
 
-    # set by SmoothingStrategy.__init__ and _declare_applied_record
-    ignore_index: int
-    applied_epsilon_epoch: Tensor
-    applied_rows_epoch: Tensor
-    applied_epsilon_total: Tensor
-    applied_rows_total: Tensor
-    _uncounted: _Uncounted
-    _applied_weight: float
+    Its sums are declared states; the rows it has kept uncounted are counted before the
+    states are read (reduced across ranks, checkpointed) and dropped when they are reset.
+    """
 
-    def _declare_applied_record(self: SmoothingStrategy) -> None:
-        """Declare the record's states: this epoch's sums (per rank, reduced at its end)
-        and the run's totals (identical on every rank)."""
+    ignore_index: int  # set by SmoothingStrategy.__init__
+
+    def __init__(self) -> None:
+        super().__init__()
+        # this epoch's sums (per rank, reduced at its end) and the run's totals (identical
+        # on every rank)
         self.add_state("applied_epsilon_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
         self.add_state("applied_rows_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
         self.add_state("applied_epsilon_total", torch.zeros((), dtype=torch.float64))
         self.add_state("applied_rows_total", torch.zeros((), dtype=torch.float64))
-        # Training batches with a float epsilon whose rows are not counted yet (see
-        # _record_applied).
+        # training batches with a float epsilon whose rows are not counted yet (see
+        # _record_applied)
         self._uncounted = _Uncounted()
         self._applied_weight = 1.0  # set by record_weight while mixed_loss scores one part
 
@@ -123,6 +123,18 @@ class AppliedEpsilonRecord:
         """Add this epoch's sums (already reduced across ranks) to the run's totals."""
         self.applied_epsilon_total += self.applied_epsilon_epoch
         self.applied_rows_total += self.applied_rows_epoch
+
+    def reduce_states(self, *names: str) -> None:
+        self._count_uncounted()
+        super().reduce_states(*names)
+
+    def reset_states(self, *, per_epoch: bool = False) -> None:
+        self._uncounted.clear()  # they belong to this epoch
+        super().reset_states(per_epoch=per_epoch)
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        self._count_uncounted()  # a checkpoint mid-epoch holds every batch seen so far
+        return super().get_extra_state()
 
 
 @contextmanager

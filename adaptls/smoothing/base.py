@@ -5,11 +5,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from adaptls.checks import (
     check_choice,
@@ -20,7 +19,7 @@ from adaptls.checks import (
     check_probability,
 )
 from adaptls.smoothing._applied import AppliedEpsilonRecord, record_weight
-from adaptls.smoothing._distributed import REDUCE_OPS, all_reduce
+from adaptls.smoothing._declared_state import StateSpec
 from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
 from adaptls.smoothing._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
 from adaptls.smoothing._registry import REGISTRY, register_strategy
@@ -66,15 +65,7 @@ class SoftTarget(NamedTuple):
     prior_index: Tensor | None = None
 
 
-@dataclass(frozen=True)
-class StateSpec:
-    """How a declared piece of strategy state behaves (see :meth:`SmoothingStrategy.add_state`)."""
-
-    default: Tensor
-    reduce: str | None
-
-
-class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
+class SmoothingStrategy(AppliedEpsilonRecord):
     """Base class: turns hard labels into soft targets, trained by cross-entropy.
 
     A strategy is built from hyperparameters only (what a Hydra yaml holds); facts about
@@ -96,14 +87,23 @@ class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
     - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log (floats or
       0-d tensors; tensors are logged without a host sync).
 
-    What a strategy says about itself, read by the rest of adaptls: its ``name`` (the
-    registry, ``smoothing=<name>``), :meth:`hparams` (read from the constructor),
+    What a strategy says about itself, read by the rest of adaptls: its ``name`` (setting
+    one registers the class, :mod:`adaptls.smoothing._registry`; ``smoothing=<name>``),
+    :meth:`hparams` (read from the constructor),
     :meth:`summary` (the metrics.json record), :meth:`figures` (pictures for the run's
     ``plots/``), :meth:`smoothing_amount` (the comparison's x axis) and ``search_space``
     (the default of ``hparams_search``).
 
+    Other entry points: :meth:`linear_loss` and :meth:`observe_linear` take the classifier
+    layer's inputs instead of the (N, V) logits (language models; a strategy that cannot
+    run this way says why in :attr:`linear_unsupported`, one whose smoothing reads logit
+    values overrides :meth:`linear_flat_loss`); :meth:`mixed_loss` and
+    :meth:`observe_mixed` take a mixed batch (mixup, cutmix).
+
     State: a strategy declares each piece once with :meth:`add_state` (its default value,
-    and ``reduce="sum"`` for per-rank statistics of an epoch). Declared states are plain
+    and ``reduce="sum"`` for per-rank statistics of an epoch; the mechanism is
+    :class:`~adaptls.smoothing._declared_state.DeclaredState`, a base of this class,
+    with :meth:`reduce_states` and :meth:`reset_states`). Declared states are plain
     tensor attributes: checkpointed (through ``get_extra_state``), moved with the module's
     device (never its dtype), not registered buffers (so DDP's per-step buffer broadcast
     from rank 0 cannot overwrite another rank's statistics), and identical on every rank
@@ -156,8 +156,6 @@ class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
         self.class_counts: Tensor | None = None
         self.epoch = 0
         self.max_epochs: int | None = None
-        self._states: dict[str, StateSpec] = {}
-        self._declare_applied_record()  # the epsilon applied to training rows (_applied.py)
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -479,19 +477,6 @@ class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
         targets; strategies steered by their own validation statistics (CALS, AdaFocal)
         collect them here and reduce them in :meth:`on_validation_end`."""
 
-    def reduce_states(self, *names: str) -> None:
-        """Reduce the named declared states across ranks now, each by its declared op.
-
-        A collective: every rank must call it at the same point (the module calls
-        :meth:`on_validation_end` on every rank, right where its metrics are synced).
-        """
-        self._count_uncounted()
-        for name in names:
-            spec = self._states[name]
-            if spec.reduce is None:
-                raise ValueError(f"state {name!r} was declared without a reduce op")
-            all_reduce(getattr(self, name), spec.reduce)
-
     def on_validation_end(self, validation: ValidationPass) -> None:
         """Called after each validation pass *of fit* (never for evaluation) with its
         synced figures, per class included (see :class:`ValidationPass`)."""
@@ -518,60 +503,6 @@ class SmoothingStrategy(AppliedEpsilonRecord, nn.Module):
             summary["schedule"] = self.schedule.describe()
             summary["smoothing/schedule_factor"] = self.schedule_factor
         return summary
-
-    # ------------------------------------------------------------------ declared state
-    def add_state(self, name: str, default: Tensor, *, reduce: str | None = None) -> None:
-        """Declare a piece of state, set to a copy of ``default``.
-
-        ``reduce``: ``"sum"``, ``"max"`` or ``"min"`` for per-rank statistics of one epoch,
-        reduced across ranks by :meth:`on_epoch_end` and then reset to ``default``; None
-        for state that every rank derives identically (e.g. from reduced statistics) and
-        that persists. Declaring a name again (``setup`` with another K) replaces it.
-        """
-        if reduce is not None and reduce not in REDUCE_OPS:
-            raise ValueError(f"reduce must be one of {REDUCE_OPS} or None, got {reduce!r}")
-        if name in self._buffers or name in self._parameters:
-            raise ValueError(f"{name!r} is already a buffer or parameter of {type(self).__name__}")
-        self._states[name] = StateSpec(default.detach().clone(), reduce)
-        setattr(self, name, default.detach().clone())
-
-    def reset_states(self, *, per_epoch: bool = False) -> None:
-        """Set declared states back to their defaults (only the reduced, per-epoch ones
-        with ``per_epoch=True``), on their current device."""
-        self._uncounted.clear()  # they belong to this epoch
-        for name, spec in self._states.items():
-            if spec.reduce is not None or not per_epoch:
-                current = getattr(self, name)
-                setattr(self, name, spec.default.to(current.device, copy=True))
-
-    def get_extra_state(self) -> dict[str, Tensor]:
-        self._count_uncounted()  # a checkpoint mid-epoch holds every batch seen so far
-        return {name: getattr(self, name).detach().clone() for name in self._states}
-
-    def set_extra_state(self, state: dict[str, Tensor]) -> None:
-        unknown = set(state) - set(self._states)
-        if unknown:
-            raise ValueError(
-                f"checkpoint holds state {sorted(unknown)} that {type(self).__name__} does not "
-                f"declare (declared: {sorted(self._states)}); was it set up with the same data?"
-            )
-        for name, value in state.items():
-            current, spec = getattr(self, name), self._states[name]
-            if value.shape != spec.default.shape:
-                raise ValueError(
-                    f"checkpointed {type(self).__name__}.{name} has shape {tuple(value.shape)}, "
-                    f"expected {tuple(spec.default.shape)} (different number of classes "
-                    "or training samples?)"
-                )
-            setattr(self, name, value.to(current.device, spec.default.dtype, copy=True))
-
-    def _apply(self, fn: Any, recurse: bool = True) -> SmoothingStrategy:
-        # Declared states follow the module's device; their dtype is fixed (float64
-        # accumulators must not become half precision under `module.half()`).
-        super()._apply(fn, recurse)
-        for name, spec in getattr(self, "_states", {}).items():
-            setattr(self, name, fn(getattr(self, name)).to(spec.default.dtype))
-        return self
 
     @property
     def schedule_factor(self) -> float:
