@@ -89,10 +89,9 @@ class SmoothingStrategy(AppliedEpsilonRecord):
 
     What a strategy says about itself, read by the rest of adaptls: its ``name`` (setting
     one registers the class, :mod:`adaptls.smoothing._registry`; ``smoothing=<name>``),
-    :meth:`hparams` (read from the constructor),
-    :meth:`summary` (the metrics.json record), :meth:`figures` (pictures for the run's
-    ``plots/``), :meth:`smoothing_amount` (the comparison's x axis) and ``search_space``
-    (the default of ``hparams_search``).
+    :meth:`hparams` (read from the constructor), :meth:`summary` (the metrics.json
+    record), :meth:`figures` (pictures for the run's ``plots/``), :meth:`smoothing_amount`
+    (the comparison's x axis) and ``search_space`` (the default of ``hparams_search``).
 
     Other entry points: :meth:`linear_loss` and :meth:`observe_linear` take the classifier
     layer's inputs instead of the (N, V) logits (language models; a strategy that cannot
