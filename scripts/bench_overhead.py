@@ -22,6 +22,11 @@ one is present).
 
     python scripts/bench_overhead.py [--repeats 7] [--data mnist1d] [--model cnn1d]
                                      [--device cuda] [--threads 1] [--train-only]
+                                     [--epochs 1] [--clock wall|process]
+
+``--epochs N`` fits N epochs instead of one (the fixed costs of a fit -- model summary,
+Lightning creating and tearing down each logged key -- then weigh less); ``--clock process``
+times the process' CPU time instead of the wall clock (steadier on a shared machine).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -86,7 +92,7 @@ def config(args: argparse.Namespace, output_dir: Path) -> DictConfig:
         f"data={args.data}",
         f"model={args.model}",
         "trainer=gpu" if args.device == "cuda" else "trainer=cpu",
-        "trainer.max_epochs=1",
+        f"trainer.max_epochs={args.epochs}",
         *(["+trainer.limit_val_batches=0"] if args.no_val else []),
     ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -104,8 +110,10 @@ def generate_once() -> None:
     mnist1d.generate_mnist1d = functools.lru_cache(maxsize=None)(mnist1d.generate_mnist1d)
 
 
-def run(kind: str, cfg: DictConfig, output_dir: Path) -> tuple[float, int]:
-    """Build and fit one epoch; (seconds of ``trainer.fit``, training samples)."""
+def run(
+    kind: str, cfg: DictConfig, output_dir: Path, clock: Callable[[], float]
+) -> tuple[float, int]:
+    """Build and fit; (seconds of ``trainer.fit`` by ``clock``, training samples)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
     if kind == "plain":
@@ -119,12 +127,12 @@ def run(kind: str, cfg: DictConfig, output_dir: Path) -> tuple[float, int]:
         trainer = instantiate(cfg.trainer, logger=False, callbacks=callbacks)
     # the progress bar and model summary still draw, into a buffer instead of the terminal
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        start = time.perf_counter()
+        start = clock()
         trainer.fit(module, datamodule=datamodule)
         if torch.cuda.is_available() and cfg.trainer.accelerator == "gpu":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    samples = trainer.num_training_batches * cfg.data.batch_size
+        seconds = clock() - start
+    samples = trainer.num_training_batches * cfg.data.batch_size * cfg.trainer.max_epochs
     # Every run starts, as a real one does, without checkpoints from earlier runs (else
     # Lightning versions the names, best-v1.ckpt, ..., probing one more name each run).
     for written in ("checkpoints", "plain_checkpoints"):
@@ -140,21 +148,32 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the config's 1)")
     parser.add_argument("--train-only", action="store_true", help="also time without validation")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per fit (the target: 1)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "process"),
+        default="wall",
+        help="process: this process' CPU time (steadier on a shared machine; CPU only)",
+    )
     args = parser.parse_args()
+    if args.clock == "process" and args.device == "cuda":
+        parser.error("--clock process measures host CPU time: use --clock wall with --device cuda")
+    clock = {"wall": time.perf_counter, "process": time.process_time}[args.clock]
     torch.set_num_threads(args.threads)
     generate_once()
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
-    print(f"# framework overhead: one epoch of {args.model} on {args.data}, {args.device}")
+    epochs = "one epoch" if args.epochs == 1 else f"{args.epochs} epochs"
+    print(f"# framework overhead: {epochs} of {args.model} on {args.data}, {args.device}")
     print(
         f"# torch {torch.__version__}, pytorch_lightning {pl.__version__}, {args.threads} "
-        f"thread(s), {args.repeats} interleaved rounds; ratio = median over rounds of "
-        "throughput(adaptls) / throughput(plain)"
+        f"thread(s), {args.clock} clock, {args.repeats} interleaved rounds; ratio = median "
+        "over rounds of throughput(adaptls) / throughput(plain)"
     )
     print()
-    print("| epoch | plain (s) | adaptls (s) | throughput adaptls / plain |")
+    print("| fit | plain (s) | adaptls (s) | throughput adaptls / plain |")
     print("|---|---:|---:|---:|")
     for no_val in [False, True] if args.train_only else [False]:
         args.no_val = no_val
@@ -162,11 +181,11 @@ def main() -> None:
             cfg = config(args, Path(tmp))
             times: dict[str, list[float]] = {"plain": [], "adaptls": []}
             ratios = []
-            run("plain", cfg, Path(tmp))  # warm-up: data generation, imports, kernels
-            run("adaptls", cfg, Path(tmp))
+            run("plain", cfg, Path(tmp), clock)  # warm-up: data generation, imports, kernels
+            run("adaptls", cfg, Path(tmp), clock)
             for r in range(args.repeats):
                 order = ("plain", "adaptls") if r % 2 == 0 else ("adaptls", "plain")
-                result = {kind: run(kind, cfg, Path(tmp)) for kind in order}
+                result = {kind: run(kind, cfg, Path(tmp), clock) for kind in order}
                 for kind, (seconds, _) in result.items():
                     times[kind].append(seconds)
                 (t_plain, n_plain), (t_ours, n_ours) = result["plain"], result["adaptls"]

@@ -5,11 +5,11 @@ for nothing in between."""
 from __future__ import annotations
 
 import csv
-import math
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from adaptls.train import build
 
@@ -28,14 +28,20 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
     )
     pl.seed_everything(0)
     datamodule, module, trainer = build(cfg)
-    correct, rows = [0, 0], [0, 0]
+    correct, rows, loss_sums = [0, 0], [0, 0], [0.0, 0.0]
+    step_losses: dict[int, float] = {}
     step = module.training_step
 
-    def training_step(batch, batch_idx):  # the accuracy of every batch, as the net saw it
+    def training_step(batch, batch_idx):  # accuracy and loss of every batch, as trained
+        epoch = module.current_epoch
         logits = module(batch[0]).detach()
-        correct[module.current_epoch] += int((logits.argmax(-1) == batch[1]).sum())
-        rows[module.current_epoch] += len(batch[1])
-        return step(batch, batch_idx)
+        correct[epoch] += int((logits.argmax(-1) == batch[1]).sum())
+        rows[epoch] += len(batch[1])
+        global_step = module.global_step
+        loss = step(batch, batch_idx)
+        loss_sums[epoch] += float(loss) * len(batch[1])
+        step_losses[global_step] = float(loss)
+        return loss
 
     module.training_step = training_step
     val_sums: list[list[float]] = []
@@ -64,5 +70,99 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
     val_loss = [float(r["val/loss"]) for r in lines if r.get("val/loss")]
     expected = [total / rows for total, rows in val_sums[1:]]  # [0]: the sanity check
     assert val_loss == pytest.approx(expected, rel=1e-5)  # once per validation
-    losses = [float(r["train/loss_step"]) for r in lines if r.get("train/loss_step")]
-    assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
+    # every 2nd step, the loss of that very step (it is logged only at the steps a logger
+    # or the progress bar reads)
+    losses = {int(r["step"]): float(r["train/loss_step"]) for r in lines if r["train/loss_step"]}
+    assert losses == {s: pytest.approx(step_losses[s], rel=1e-6) for s in (1, 3, 5, 7, 9)}
+    # once per epoch, the mean over the epoch's rows, as Lightning's on_epoch mean
+    epoch_loss = [float(r["train/loss_epoch"]) for r in lines if r.get("train/loss_epoch")]
+    assert epoch_loss == pytest.approx([loss_sums[0] / rows[0], loss_sums[1] / rows[1]], rel=1e-5)
+
+
+@pytest.mark.parametrize("refresh_rate", [1, 3, 10])
+def test_the_progress_bar_shows_each_redrawn_steps_own_loss(
+    compose_train, small, tmp_path, monkeypatch, refresh_rate
+):
+    """train/loss_step is logged only at the steps a logger writes or the progress bar
+    redraws: at every redraw of the default TQDM bar, it shows that step's loss, as it would
+    if the loss were logged at every step."""
+    cfg = compose_train(
+        *small,
+        "logger=none",
+        "trainer.max_epochs=2",
+        f"callbacks.progress_bar.refresh_rate={refresh_rate}",
+        "+trainer.limit_train_batches=7",
+        "+trainer.limit_val_batches=2",
+        output_dir=tmp_path,
+    )
+    pl.seed_everything(0)
+    datamodule, module, trainer = build(cfg)
+    bar = trainer.progress_bar_callback
+    assert isinstance(bar, TQDMProgressBar) and bar.refresh_rate == refresh_rate
+    losses: list[float] = []
+    step = module.training_step
+
+    def training_step(batch, batch_idx):
+        loss = step(batch, batch_idx)
+        losses.append(float(loss))
+        return loss
+
+    module.training_step = training_step
+    shown: list[tuple[int, float]] = []
+
+    def on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx):
+        # what TQDMProgressBar draws: its own postfix, read where it sets it
+        before = bar.train_progress_bar.n
+        original(trainer, pl_module, outputs, batch, batch_idx)
+        if bar.train_progress_bar.n != before:  # redrawn at this step
+            shown.append((len(losses) - 1, bar.get_metrics(trainer, pl_module)["train/loss_step"]))
+
+    original = bar.on_train_batch_end
+    monkeypatch.setattr(bar, "on_train_batch_end", on_train_batch_end)
+    trainer.fit(module, datamodule=datamodule)
+    redrawn = [i for i in range(14) if (i % 7 + 1) % refresh_rate == 0 or i % 7 == 6]
+    assert [i for i, _ in shown] == redrawn
+    assert [v for _, v in shown] == [pytest.approx(losses[i], rel=1e-6) for i in redrawn]
+
+
+def test_an_unknown_progress_bar_gets_the_loss_at_every_step(compose_train, small, tmp_path):
+    """A progress bar whose redraw rule is unknown here may read every step's values."""
+    from pytorch_lightning.callbacks.progress import ProgressBar
+
+    seen: list[float] = []
+
+    class EveryStep(ProgressBar):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(float(self.get_metrics(trainer, pl_module)["train/loss_step"]))
+
+    cfg = compose_train(
+        *small,
+        "logger=none",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=5",
+        "+trainer.limit_val_batches=1",
+        output_dir=tmp_path,
+    )
+    pl.seed_everything(0)
+    datamodule, module, trainer = build(cfg)
+    losses: list[float] = []
+    step = module.training_step
+
+    def training_step(batch, batch_idx):
+        loss = step(batch, batch_idx)
+        losses.append(float(loss))
+        return loss
+
+    module.training_step = training_step
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=5,
+        limit_val_batches=1,
+        logger=False,
+        callbacks=[EveryStep()],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert seen == pytest.approx(losses, rel=1e-6)
