@@ -8,9 +8,11 @@ upgrade can bring back the symptom it hides, never break a run; the tests in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
 
@@ -41,3 +43,23 @@ def logs_this_step(trainer: pl.Trainer) -> bool:
     """
     connector = getattr(trainer, "_logger_connector", None)
     return bool(getattr(connector, "should_update_logs", True))
+
+
+def has_last_checkpoint(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer.fit(ckpt_path="last")`` finds a checkpoint to resume from.
+
+    Lightning looks for ``last*.ckpt`` in each ModelCheckpoint callback's folder through the
+    private ``ModelCheckpoint._find_last_checkpoints(trainer)``; asking the same method means
+    a message about it never disagrees with what ``fit`` does. Without it: the same search
+    in each callback's ``dirpath`` (local folders only).
+    """
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    for callback in callbacks:
+        find = getattr(callback, "_find_last_checkpoints", None)
+        if find is not None:
+            found = bool(find(trainer))
+        else:
+            found = callback.dirpath is not None and any(Path(callback.dirpath).glob("last*.ckpt"))
+        if found:
+            return True
+    return False

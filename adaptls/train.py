@@ -24,7 +24,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -35,7 +35,7 @@ from adaptls.config import (
     chosen_option,
     instantiate_group,
 )
-from adaptls.library_shims import drop_wandb_anonymous_setting
+from adaptls.library_shims import drop_wandb_anonymous_setting, has_last_checkpoint
 from adaptls.model_fits_data import check_model_fits_data
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_calibration_verdict, print_table, write_metrics
@@ -208,10 +208,7 @@ def _say_if_no_last_checkpoint(trainer: pl.Trainer) -> None:
     """``ckpt_path=last`` in a directory without a last checkpoint: Lightning then trains
     from scratch, kept on purpose (a requeued cluster job passes ``ckpt_path=last`` from its
     first start on); this says so in one line, with the path looked at."""
-    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    # The lookup `trainer.fit(ckpt_path="last")` makes (last*.ckpt in each callback's folder),
-    # through the same private ModelCheckpoint method, so the line never disagrees with it.
-    if any(callback._find_last_checkpoints(trainer) for callback in callbacks):
+    if has_last_checkpoint(trainer):  # the lookup fit(ckpt_path="last") makes
         return
     dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
     where = (

@@ -87,3 +87,24 @@ def test_logs_this_step_follows_log_every_n_steps(tmp_path):
     data = DataLoader(TensorDataset(torch.randn(7, 2)), batch_size=1)
     trainer.fit(Probe(), data)
     assert seen == [False, False, True, False, False, True, False]
+
+
+def test_has_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):
+    """The control and the shim together: ModelCheckpoint still has the lookup fit uses, and
+    the answer follows a last*.ckpt file in the callback's folder."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from adaptls.library_shims import has_last_checkpoint
+
+    callback = ModelCheckpoint(dirpath=tmp_path / "checkpoints")
+    assert callable(getattr(callback, "_find_last_checkpoints", None))
+    trainer = pl.Trainer(logger=False, callbacks=[callback], enable_progress_bar=False)
+    assert not has_last_checkpoint(trainer)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
+    assert not has_last_checkpoint(trainer)
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    assert has_last_checkpoint(trainer)
+    no_checkpoints = pl.Trainer(logger=False, enable_checkpointing=False)
+    assert not has_last_checkpoint(no_checkpoints)
