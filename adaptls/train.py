@@ -111,9 +111,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         strategy.check_run_length(trainer.max_epochs)
     except ValueError as err:
         raise ConfigError(f"smoothing: {err}") from None
-    # Declared by a strategy whose state cannot (yet) be reduced across processes; None or
-    # absent: it can. Here rather than at its first epoch end, a whole epoch later.
-    unsupported = getattr(strategy, "distributed_unsupported", None)
+    # Here rather than at the strategy's first epoch end, a whole epoch later.
+    unsupported = strategy.distributed_unsupported
     if unsupported is not None and trainer.world_size > 1:
         raise ConfigError(
             f"smoothing={chosen_option(cfg, 'smoothing')} cannot train on {trainer.world_size} "

@@ -224,6 +224,11 @@ class SmoothingStrategy(AppliedEpsilonRecord):
             reduction,
         )
 
+    #: Why this strategy cannot train on several processes (its state does not reduce across
+    #: ranks yet), or None when it can. ``adaptls.train`` refuses such a run before it starts.
+    #: A strategy where it depends on its options overrides this with a property.
+    distributed_unsupported: str | None = None
+
     # ------------------------------------------------------------------ vocabulary scale
     #: Why this strategy's loss cannot be computed from the classifier layer's inputs
     #: without the logits (:meth:`linear_loss`), or None when it can. None is right for a
