@@ -106,8 +106,13 @@ class SmoothingClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.class_counts = list(class_counts) if class_counts is not None else None
-        self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
-        self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+        # Not submodules: the suites hold no parameters and nothing checkpointed, and as
+        # submodules each would be a row of Lightning's model summary (about 1 ms a row per
+        # fit here). They follow the module's device and dtype (_apply).
+        self._suites = {
+            stage: CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+            for stage in ("val", "test")
+        }
         self.mix = mix if mix is not None else NoMix()
         self.token_level = token_level
         if has_linear_head(net) and not isinstance(self.mix, NoMix):
@@ -131,6 +136,23 @@ class SmoothingClassifier(pl.LightningModule):
         self._train_batches = 0  # ... and the batch sizes
         self._val_loss: Tensor | None = None  # this validation's loss, summed over rows
         self._val_rows = 0
+
+    @property
+    def val_metrics(self) -> CalibrationSuite:
+        """The validation figures (reset after every validation epoch)."""
+        return self._suites["val"]
+
+    @property
+    def test_metrics(self) -> CalibrationSuite:
+        """The test figures (reset after every test epoch)."""
+        return self._suites["test"]
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> SmoothingClassifier:
+        super()._apply(fn, recurse)
+        if recurse:  # .to(device), .cuda(), ... reach the suites as they reach submodules
+            for suite in self._suites.values():
+                suite._apply(fn)
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -1,0 +1,59 @@
+"""SmoothingClassifier's metric suites are not submodules (no model-summary rows), yet move
+with the module exactly as submodules would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_lightning.utilities.model_summary import ModelSummary
+from torch import nn
+
+from adaptls.metrics import CalibrationSuite
+from adaptls.models.cnn1d import CNN1D
+from adaptls.module import SmoothingClassifier
+from adaptls.smoothing import UniformSmoothing
+
+
+def _module() -> SmoothingClassifier:
+    return SmoothingClassifier(
+        CNN1D((1, 40), 10), UniformSmoothing(0.1), torch.optim.Adam, num_classes=10
+    )
+
+
+def test_the_model_summary_lists_the_network_and_the_strategy():
+    module = _module()
+    assert ModelSummary(module, max_depth=1).layer_names == ["net", "strategy"]
+    assert all(key.startswith(("net.", "strategy.")) for key in module.state_dict())
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        lambda m: m.to(torch.float64),
+        lambda m: m.double(),
+        lambda m: m.to("cpu"),
+        lambda m: m.to(torch.float64).float(),
+    ],
+    ids=["to-float64", "double", "to-cpu", "float64-then-float"],
+)
+def test_the_suites_follow_the_module_as_a_child_metric_would(move):
+    module = _module()
+    holder = nn.Module()
+    holder.suite = CalibrationSuite(10)
+    move(module)
+    move(holder)
+    for suite in (module.val_metrics, module.test_metrics):
+        assert suite.device == holder.suite.device
+        for name in ("bin_table", "class_table", "classwise_gaps", "nll_total"):
+            assert getattr(suite, name).dtype == getattr(holder.suite, name).dtype
+            assert getattr(suite, name).device == getattr(holder.suite, name).device
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_suites_move_to_the_gpu_with_the_module():
+    module = _module().cuda()
+    logits, targets = torch.randn(8, 10, device="cuda"), torch.randint(0, 10, (8,), device="cuda")
+    module.val_metrics.update(logits, targets)
+    assert module.val_metrics.bin_table.is_cuda and module.test_metrics.device.type == "cuda"
+    assert torch.isfinite(module.val_metrics.compute()["ece"])
