@@ -119,8 +119,16 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
             f"processes (trainer={chosen_option(cfg, 'trainer')}): {unsupported}; "
             "or train on one process (trainer=cpu or trainer=gpu)"
         )
-    if cfg.get("ckpt_path") == "last" and trainer.is_global_zero:
-        _say_if_no_last_checkpoint(trainer)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        if trainer.is_global_zero:
+            _say_if_no_last_checkpoint(trainer)
+    elif ckpt_path is not None and "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
+        # a local path is checked here, not by fit after the data is made; a URL is fit's
+        raise ConfigError(
+            f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
+            "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
+        )
 
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -42,6 +42,7 @@ BAD_VALUES = {
         "[0, 1, 2]",
     ],
     "eval_checkpoint=first": ["eval_checkpoint", "last", "best", "'first'"],
+    "ckpt_path=no/such/run/last.ckpt": ["ckpt_path", "'no/such/run/last.ckpt'", "last", "null"],
 }
 
 
@@ -60,6 +61,19 @@ def test_a_bad_value_fails_before_training_naming_the_key(compose_train, tmp_pat
     for fragment in BAD_VALUES[override]:
         assert fragment in str(error.value), f"{fragment!r} not in {str(error.value)!r}"
     assert written(output_dir) == []  # no checkpoint, no metrics.json, no wandb folder
+
+
+def test_ckpt_path_must_be_a_file_last_or_null(compose_train, tmp_path, small):
+    """A folder is refused as a missing file is; an existing file passes build (fit loads
+    it), as ``last`` does with no last.ckpt yet (see below)."""
+    for path in (tmp_path, tmp_path / "missing.ckpt"):
+        cfg = compose_train(f"ckpt_path={path}", *small, "logger=none", output_dir=tmp_path)
+        with pytest.raises(ConfigError, match=f"no checkpoint file at '{path}'"):
+            build(cfg)
+    (tmp_path / "epoch=0.ckpt").touch()
+    for value in (f"'{tmp_path / 'epoch=0.ckpt'}'", "last", "null"):
+        cfg = compose_train(f"ckpt_path={value}", *small, "logger=none", output_dir=tmp_path)
+        build(cfg)
 
 
 def test_best_evaluation_without_a_checkpoint_callback_fails_before_training(
