@@ -37,3 +37,29 @@ def test_ddp_cpu_run_writes_one_output_dir_and_one_metrics_json(
 
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     assert read_wandb_run(wandb_run)["exit_code"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.parametrize("name", ["online", "feedback"])
+def test_ddp_cpu_with_mixup_and_a_stateful_strategy_finishes(name, run_cli, tmp_path, tiny, small):
+    """Mixup's mixed batches on two gloo processes, with a strategy whose state is reduced
+    across ranks (online: per-class soft labels at each epoch end; feedback: epsilon from
+    fit's validation passes); two epochs, so the second trains with the first's state."""
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "trainer=ddp_cpu", "mix=mixup", f"smoothing={name}", f"hydra.run.dir={run_dir}",
+        *tiny, "trainer.max_epochs=2", *small,
+        cwd=tmp_path,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "Starting with 2 processes" in output
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["config"]["trainer"]["devices"] == 2
+    assert metrics["config"]["mix"]["_target_"] == "adaptls.mix.MixUp"
+    assert metrics["strategy"]["name"] == name
+    assert metrics["evaluation"]["epoch"] == 1
+    for key, value in {**metrics["val"], **metrics["test"]}.items():
+        assert value is not None and math.isfinite(value), key
