@@ -32,7 +32,7 @@ bench: setup
 	$(PY) scripts/bench_loss.py --threads 1 --clock cpu
 	$(PY) scripts/bench_linear.py --repeats 3 --skip-info
 	$(PY) scripts/bench_metrics.py --threads 1
-	$(PY) scripts/bench_overhead.py
+	$(PY) scripts/bench_overhead.py --repeats 21 --train-only
 
 lint: setup
 	$(VENV)/bin/ruff check .

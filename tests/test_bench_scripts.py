@@ -35,5 +35,19 @@ def test_bench_metrics_prints_suite_over_torchmetrics():
 
 
 def test_bench_overhead_prints_the_throughput_ratio():
-    text = run("bench_overhead.py", "--repeats", "1", "--data", "synthetic", "--model", "mlp")
-    assert "| training + validation |" in text
+    text = run(
+        "bench_overhead.py",
+        "--repeats",
+        "1",
+        "--data",
+        "synthetic",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--clock",
+        "process",
+        "--train-only",
+    )
+    assert "2 epochs" in text and "process clock" in text
+    assert "| training + validation |" in text and "| training only |" in text
