@@ -99,15 +99,7 @@ def test_the_progress_bar_shows_each_redrawn_steps_own_loss(
     datamodule, module, trainer = build(cfg)
     bar = trainer.progress_bar_callback
     assert isinstance(bar, TQDMProgressBar) and bar.refresh_rate == refresh_rate
-    losses: list[float] = []
-    step = module.training_step
-
-    def training_step(batch, batch_idx):
-        loss = step(batch, batch_idx)
-        losses.append(float(loss))
-        return loss
-
-    module.training_step = training_step
+    losses = _record_step_losses(module)
     shown: list[tuple[int, float]] = []
 
     def on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx):
@@ -145,15 +137,7 @@ def test_an_unknown_progress_bar_gets_the_loss_at_every_step(compose_train, smal
     )
     pl.seed_everything(0)
     datamodule, module, trainer = build(cfg)
-    losses: list[float] = []
-    step = module.training_step
-
-    def training_step(batch, batch_idx):
-        loss = step(batch, batch_idx)
-        losses.append(float(loss))
-        return loss
-
-    module.training_step = training_step
+    losses = _record_step_losses(module)
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=5,
@@ -166,3 +150,17 @@ def test_an_unknown_progress_bar_gets_the_loss_at_every_step(compose_train, smal
     )
     trainer.fit(module, datamodule=datamodule)
     assert seen == pytest.approx(losses, rel=1e-6)
+
+
+def _record_step_losses(module: pl.LightningModule) -> list[float]:
+    """Every training step's loss, in order, as the module returns it."""
+    losses: list[float] = []
+    step = module.training_step
+
+    def training_step(batch, batch_idx):
+        loss = step(batch, batch_idx)
+        losses.append(float(loss))
+        return loss
+
+    module.training_step = training_step
+    return losses
