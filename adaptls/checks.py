@@ -154,11 +154,16 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     no temporary file behind. The temporary file lives in the same directory because
     ``os.replace`` is atomic only within one file system (a move from the system temp
     directory is a copy whenever that is another file system).
+
+    The file ends with the permissions a plain ``open(path, "w")`` of a new file gives,
+    ``0o666 & ~umask`` (0644 under the usual umask 022), not ``mkstemp``'s private 0600:
+    results on a shared cluster stay readable to the user's group like every other output.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
+        os.chmod(temporary, 0o666 & ~_current_umask())
         with os.fdopen(fd, mode) as file:
             yield file
             file.flush()
@@ -193,6 +198,14 @@ def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) ->
         raise
     _fsync_dir(path.parent)
     return True
+
+
+def _current_umask() -> int:
+    """The process umask. The only portable way to read it is to set it and set it back;
+    the moment in between is harmless here (files created then get the stricter 0o077)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,6 +3,9 @@ never), and the atomic writer every file-producing part uses."""
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +89,21 @@ def test_atomic_write_replaces_whole_files_and_leaves_nothing_on_failure(tmp_pat
         raise RuntimeError("crash")
     assert path.read_text() == "first"
     assert sorted(p.name for p in path.parent.iterdir()) == ["record.json"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_write_gives_the_mode_a_plain_open_gives_under_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain", "w") as f:
+            f.write("x")
+        with atomic_write(tmp_path / "atomic.json", "w") as f:
+            f.write("x")
+        with atomic_write(tmp_path / "atomic.json", "w") as f:  # a replacement, too
+            f.write("y")
+    finally:
+        os.umask(previous)
+    plain = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert plain == 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode) == plain
