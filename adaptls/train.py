@@ -121,8 +121,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         )
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
-        if trainer.is_global_zero:
-            _say_if_no_last_checkpoint(trainer)
+        if trainer.is_global_zero and resume_from(cfg, trainer) is None:
+            _say_no_last_checkpoint(trainer)
     elif ckpt_path is not None and "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
         # a local path is checked here, not by fit after the data is made; a URL is fit's
         raise ConfigError(
@@ -184,7 +184,7 @@ def train(cfg: DictConfig) -> float | None:
             trainer = build_trainer(cfg, started)
         for logger in trainer.loggers:
             logger.log_hyperparams(resolved)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg, trainer))
         evaluated = _evaluated(trainer, cfg.eval_checkpoint)
         # The best checkpoint is loaded by these calls; the last epoch's weights are the
         # module's own (ckpt_path None).
@@ -211,12 +211,25 @@ def train(cfg: DictConfig) -> float | None:
     return val.get(cfg.optimized_metric)
 
 
-def _say_if_no_last_checkpoint(trainer: pl.Trainer) -> None:
-    """``ckpt_path=last`` in a directory without a last checkpoint: Lightning then trains
-    from scratch, kept on purpose (a requeued cluster job passes ``ckpt_path=last`` from its
-    first start on); this says so in one line, with the path looked at."""
-    if has_last_checkpoint(trainer):  # the lookup fit(ckpt_path="last") makes
-        return
+def resume_from(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """The ``ckpt_path`` to give ``trainer.fit``: ``cfg.ckpt_path``, except ``last`` with
+    no last checkpoint yet, which becomes None (train from scratch).
+
+    Training from scratch there is kept on purpose (a requeued cluster job passes
+    ``ckpt_path=last`` from its first start on); ``build`` says so in one line. Passing
+    ``"last"`` on would make Lightning add its own warning, whose hint (set
+    ``save_last=True``) is wrong here: our checkpoint callback sets it. Every DDP rank
+    decides by looking itself, as Lightning's own lookup does: the other ranks run this
+    before they join the process group, so before rank 0 can have saved anything.
+    """
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last" and not has_last_checkpoint(trainer):  # fit's own lookup
+        return None
+    return ckpt_path
+
+
+def _say_no_last_checkpoint(trainer: pl.Trainer) -> None:
+    """One line for ``ckpt_path=last`` without a last checkpoint, with the path looked at."""
     dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
     where = (
         Path(dirpath) / "last.ckpt"

@@ -228,16 +228,27 @@ def test_the_cli_refuses_a_distributed_top_k_run_before_starting_processes(run_c
 
 @pytest.mark.slow
 def test_a_first_start_with_ckpt_path_last_trains_as_a_fresh_run(
-    compose_train, tmp_path, small, tiny
+    compose_train, tmp_path, small, tiny, caplog, recwarn
 ):
-    """The cluster requeue pattern: ckpt_path=last from the first start on."""
-    metrics = {}
+    """The cluster requeue pattern: ckpt_path=last from the first start on. Our one warning
+    line and no other: not Lightning's "no last checkpoint available ... HINT: Set
+    ModelCheckpoint(..., save_last=True)", which our checkpoint callback already sets."""
+    metrics, said = {}, {}
     for ckpt_path in ("null", "last"):
         output_dir = tmp_path / ckpt_path
         cfg = compose_train(
             f"ckpt_path={ckpt_path}", *small, *tiny, "logger=none", output_dir=output_dir
         )
-        with contextlib.redirect_stdout(io.StringIO()):
+        caplog.clear()
+        recwarn.clear()
+        with contextlib.redirect_stdout(io.StringIO()), caplog.at_level(logging.WARNING):
             train(cfg)
         metrics[ckpt_path] = json.loads((output_dir / "metrics.json").read_text())["test"]
+        said[ckpt_path] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        said[ckpt_path] += [str(w.message) for w in recwarn]
     assert metrics["last"] == metrics["null"]
+    assert said["last"] == [
+        *said["null"],
+        f"ckpt_path=last: no last.ckpt found at {tmp_path / 'last' / 'checkpoints' / 'last.ckpt'}"
+        "; the run starts from scratch",
+    ]
