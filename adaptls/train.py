@@ -35,6 +35,7 @@ from adaptls.config import (
     chosen_option,
     instantiate_group,
 )
+from adaptls.data.download import ChecksumError, DownloadError
 from adaptls.library_shims import drop_wandb_anonymous_setting, has_last_checkpoint
 from adaptls.model_fits_data import check_model_fits_data
 from adaptls.module import SmoothingClassifier
@@ -314,6 +315,10 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as err:
         log.error("invalid configuration: %s", err)
         raise SystemExit(2) from None
+    except (DownloadError, ChecksumError) as err:
+        # The message says it all (URL, error, where to put the file by hand): no traceback.
+        log.error("%s", err)
+        raise SystemExit(1) from None
     except SIGTERMException:
         # Lightning raises a bare SystemExit (status 0) on SIGTERM; a terminated run is
         # not a success (CheckpointOnInterrupt has saved last.ckpt by now).

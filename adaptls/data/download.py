@@ -38,6 +38,20 @@ class ChecksumError(RuntimeError):
     """A file's checksum (md5 or SHA-256) is not the expected one."""
 
 
+class DownloadError(OSError):
+    """A file could not be fetched; the message is one line naming the URL, the error and
+    where to put the file by hand."""
+
+
+class _Described(OSError):
+    """An error whose message already says what happened, in words for the user."""
+
+
+class _NotConnected(_Described):
+    """No connection to the server was made (unreachable host, no network, refused): a
+    retry a few seconds later would fail the same way."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """A file to fetch: where from and its md5 and/or SHA-256 (hex)."""
@@ -135,10 +149,23 @@ def download_verified(
     retry_delay_s: float = 2.0,
 ) -> None:
     """Download ``url`` to ``path`` if and only if its ``algorithm`` digest is ``expected``
-    (see the module doc)."""
+    (see the module doc).
+
+    Raises DownloadError (one line: the URL, the error, where to put the file by hand)
+    when the server cannot be reached, answers with an HTTP error, or the transfer keeps
+    dropping after ``retries`` resumed attempts; ChecksumError when the bytes are wrong.
+    """
     path = Path(path)
     with atomic_write(path, "w+b") as out:
-        _stream(url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s)
+        try:
+            _stream(
+                url, out, desc=path.name, progress=progress, retries=retries, delay=retry_delay_s
+            )
+        except (OSError, http.client.HTTPException) as error:
+            raise DownloadError(
+                f"could not download {url}: {_describe(error)}. To go on without "
+                f"downloading, put that file at {path} ({algorithm} {expected})"
+            ) from error
         out.seek(0)
         actual = _digest_of_file(out, algorithm)
         if actual != expected:
@@ -152,27 +179,62 @@ def download_verified(
 def _stream(
     url: str, out: BinaryIO, *, desc: str, progress: bool, retries: int, delay: float
 ) -> None:
-    """Write the body of ``url`` to ``out``, resuming after a dropped connection."""
+    """Write the body of ``url`` to ``out``, resuming after a dropped connection.
+
+    Only a transfer that was under way is retried: an HTTP error (the server answered, a
+    404 will not get better) and a first connection that never came up (no network, an
+    unknown host, a refused port) are raised at once.
+    """
     for attempt in range(retries + 1):
         try:
             _stream_rest(url, out, desc=desc, progress=progress)
             return
         except urllib.error.HTTPError:
-            raise  # the server answered: a 404 will not get better by retrying
-        except (OSError, http.client.HTTPException) as error:
-            if attempt == retries:
+            raise
+        except _NotConnected:
+            if attempt == 0:
                 raise
-            log.warning(
-                "download of %s interrupted (%s), retry %d of %d", url, error, attempt + 1, retries
-            )
-            time.sleep(delay * 2**attempt)
+            error_now = "could not reconnect"
+        except (OSError, http.client.HTTPException) as error:
+            error_now = _describe(error)
+        if attempt == retries:
+            raise _Described(f"{error_now}, after {retries} resumed attempts")
+        log.warning(
+            "download of %s interrupted after %d bytes (%s), retry %d of %d",
+            url,
+            out.tell(),
+            error_now,
+            attempt + 1,
+            retries,
+        )
+        time.sleep(delay * 2**attempt)
+
+
+def _describe(error: BaseException) -> str:
+    """What went wrong, in one line: ``<type>: <reason>`` without urllib's
+    ``<urlopen error ...>`` wrapping."""
+    if isinstance(error, _Described):
+        return str(error)
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        if not isinstance(error.reason, BaseException):
+            return str(error.reason)
+        error = error.reason
+    return f"{type(error).__name__}: {error}"
 
 
 def _stream_rest(url: str, out: BinaryIO, *, desc: str, progress: bool) -> None:
     """Append to ``out`` the part of ``url`` after the ``out.tell()`` bytes it holds."""
     done = out.tell()
     request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
-    with urllib.request.urlopen(request, timeout=60) as response:
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError:
+        raise
+    except (OSError, http.client.HTTPException) as error:
+        raise _NotConnected(f"cannot connect ({_describe(error)})") from error
+    with response:
         if done and getattr(response, "status", None) != 206:
             # The server ignored the Range header: it is sending everything again.
             out.seek(0)

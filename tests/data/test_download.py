@@ -1,3 +1,6 @@
+import logging
+import re
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -5,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adaptls.data import download
-from adaptls.data.download import ChecksumError, RemoteFile, fetch, md5_of
+from adaptls.data.download import ChecksumError, DownloadError, RemoteFile, fetch, md5_of
 
 
 def _listing(folder: Path) -> list[str]:
@@ -44,8 +47,38 @@ def test_a_corrupt_download_raises_and_leaves_no_file(tmp_path, cifar10_remote):
 
 def test_an_interrupted_download_leaves_no_file(tmp_path, cifar10_remote):
     missing = RemoteFile(cifar10_remote.url + ".gone", cifar10_remote.md5)
-    with pytest.raises(urllib.error.URLError):
+    with pytest.raises(DownloadError, match="could not download"):
         fetch(missing, tmp_path / "cache", progress=False, retries=0)
+    assert _listing(tmp_path / "cache") == []
+
+
+def _closed_port() -> int:
+    """A localhost port nobody listens on: bound by the OS, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_server_is_one_line_with_no_retries(tmp_path, monkeypatch, caplog):
+    """No network (here: a refused localhost port): no "interrupted, retry n of 3" lines
+    for a connection that never came up, and one message naming the URL, the error and
+    where to put the file by hand."""
+    url = f"http://127.0.0.1:{_closed_port()}/cifar-10-python.tar.gz"
+    remote = RemoteFile(url, md5="c58f30108f718f92721af3b95e74349a")
+    sleeps = []
+    monkeypatch.setattr(download.time, "sleep", sleeps.append)
+    with caplog.at_level(logging.DEBUG), pytest.raises(DownloadError) as error:
+        fetch(remote, tmp_path / "cache", progress=False, retries=3)
+    expected = tmp_path / "cache" / "cifar-10-python.tar.gz"
+    assert re.fullmatch(
+        re.escape(f"could not download {url}: cannot connect (ConnectionRefusedError: ")
+        + r"\[Errno \d+\] Connection refused"
+        + re.escape(f"). To go on without downloading, put that file at {expected} ")
+        + re.escape(f"(md5 {remote.md5})"),
+        str(error.value),
+    ), str(error.value)
+    assert sleeps == []
+    assert caplog.records == []
     assert _listing(tmp_path / "cache") == []
 
 
@@ -117,10 +150,40 @@ def test_retries_are_bounded_and_leave_no_file(tmp_path, cifar10_remote, monkeyp
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setattr(download.time, "sleep", lambda s: None)
-    with pytest.raises(ConnectionResetError):
+    message = (
+        f"could not download {cifar10_remote.url}: ConnectionResetError: connection dropped, "
+        "after 2 resumed attempts. To go on without downloading, put that file at "
+    )
+    with pytest.raises(DownloadError, match="^" + re.escape(message)):
         fetch(cifar10_remote, tmp_path / "cache", progress=False, retries=2)
     assert len(calls) == 3
     assert _listing(tmp_path / "cache") == []
+
+
+def test_a_dropped_transfer_whose_server_then_vanishes_is_retried(
+    tmp_path, cifar10_remote, monkeypatch, caplog
+):
+    """Only the very first connection is final: after bytes have come, a failed reconnect
+    is one more interrupted attempt."""
+    body = Path(cifar10_remote.url.removeprefix("file://")).read_bytes()
+    calls = []
+
+    def urlopen(request, timeout):
+        calls.append(request)
+        if len(calls) == 1:
+            return _Response(body, 0, cut_after=2000)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(download.time, "sleep", lambda s: None)
+    with caplog.at_level(logging.WARNING), pytest.raises(DownloadError, match="could not recon"):
+        fetch(cifar10_remote, tmp_path / "cache", progress=False, retries=2)
+    assert len(calls) == 3
+    said = f"download of {cifar10_remote.url} interrupted after 2000 bytes"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{said} (ConnectionResetError: connection dropped), retry 1 of 2",
+        f"{said} (could not reconnect), retry 2 of 2",
+    ]
 
 
 def test_a_sha256_is_checked_when_given(tmp_path, cifar10_remote):

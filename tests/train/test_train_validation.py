@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -252,3 +253,38 @@ def test_a_first_start_with_ckpt_path_last_trains_as_a_fresh_run(
         f"ckpt_path=last: no last.ckpt found at {tmp_path / 'last' / 'checkpoints' / 'last.ckpt'}"
         "; the run starts from scratch",
     ]
+
+
+@pytest.mark.slow
+def test_a_download_that_cannot_connect_is_one_error_line(run_cli, tmp_path):
+    """data=cifar10 with nothing cached and no network (here: its URL on a closed localhost
+    port): one line with the URL, the error and where to put the file, no traceback, no
+    retries of a connection that never came up."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/cifar-10-python.tar.gz"
+    offline = (
+        "import adaptls.data.cifar as cifar, dataclasses; "
+        "cifar.CIFAR10DataModule.remote = dataclasses.replace("
+        f"cifar.CIFAR10DataModule.remote, url={url!r}); "
+        "from adaptls.train import main; main()"
+    )
+    run_dir, data_dir = tmp_path / "run", tmp_path / "data"
+    result = run_cli(
+        "data=cifar10",
+        "model=resnet20",
+        f"paths.data_dir={data_dir}",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        program=[sys.executable, "-c", offline],
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    expected = f"could not download {url}: cannot connect (ConnectionRefusedError: "
+    errors = [line for line in output.splitlines() if "could not download" in line]
+    assert len(errors) == 1 and expected in errors[0], output
+    assert f"put that file at {data_dir / 'cifar-10-python.tar.gz'} (md5 " in errors[0]
+    assert "Traceback" not in output and "retry" not in output, output
+    assert "[ERROR] - could not download" in (run_dir / "train.log").read_text()
