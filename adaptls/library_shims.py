@@ -45,21 +45,22 @@ def logs_this_step(trainer: pl.Trainer) -> bool:
     return bool(getattr(connector, "should_update_logs", True))
 
 
-def has_last_checkpoint(trainer: pl.Trainer) -> bool:
-    """Whether ``trainer.fit(ckpt_path="last")`` finds a checkpoint to resume from.
+def last_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The checkpoint ``trainer.fit(ckpt_path="last")`` resumes from, or None.
 
     Lightning looks for ``last*.ckpt`` in each ModelCheckpoint callback's folder through the
-    private ``ModelCheckpoint._find_last_checkpoints(trainer)``; asking the same method means
-    a message about it never disagrees with what ``fit`` does. Without it: the same search
-    in each callback's ``dirpath`` (local folders only).
+    private ``ModelCheckpoint._find_last_checkpoints(trainer)`` and takes the newest;
+    asking the same method means a message about it never disagrees with what ``fit`` does.
+    Without it: the same search in each callback's ``dirpath`` (local folders only).
     """
-    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    for callback in callbacks:
+    found: set[Path] = set()
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):
+            continue
         find = getattr(callback, "_find_last_checkpoints", None)
         if find is not None:
-            found = bool(find(trainer))
-        else:
-            found = callback.dirpath is not None and any(Path(callback.dirpath).glob("last*.ckpt"))
-        if found:
-            return True
-    return False
+            found |= {Path(p) for p in find(trainer)}
+        elif callback.dirpath is not None:
+            found |= set(Path(callback.dirpath).glob("last*.ckpt"))
+    found = {p for p in found if p.is_file()}
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None

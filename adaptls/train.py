@@ -36,10 +36,11 @@ from adaptls.config import (
     instantiate_group,
 )
 from adaptls.data.download import ChecksumError, DownloadError
-from adaptls.library_shims import drop_wandb_anonymous_setting, has_last_checkpoint
+from adaptls.library_shims import drop_wandb_anonymous_setting, last_checkpoint
 from adaptls.model_fits_data import check_model_fits_data
 from adaptls.module import SmoothingClassifier
 from adaptls.report import print_calibration_verdict, print_table, write_metrics
+from adaptls.resume_schedule import check_resume_schedule
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Which weights the reported metrics come from: the last epoch's (as the calibration
@@ -90,8 +91,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
             tuple(datamodule.input_shape),
             token_ids=getattr(datamodule, "token_ids", False),
         )
-    if scheduler is not None:
-        call_partial(cfg, "scheduler", scheduler, trial)
+    trial_schedule = None if scheduler is None else call_partial(cfg, "scheduler", scheduler, trial)
 
     # Built, not started: a logger's run begins in `train`, once everything is validated.
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
@@ -122,7 +122,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         )
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
-        if trainer.is_global_zero and resume_from(cfg, trainer) is None:
+        ckpt_path = last_checkpoint(trainer)
+        if ckpt_path is None and trainer.is_global_zero:
             _say_no_last_checkpoint(trainer)
     elif ckpt_path is not None and "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
         # a local path is checked here, not by fit after the data is made; a URL is fit's
@@ -130,6 +131,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
             f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
             "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
         )
+    if ckpt_path is not None and "://" not in str(ckpt_path) and trial_schedule is not None:
+        check_resume_schedule(cfg, ckpt_path, trial_schedule)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -224,7 +227,7 @@ def resume_from(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     before they join the process group, so before rank 0 can have saved anything.
     """
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "last" and not has_last_checkpoint(trainer):  # fit's own lookup
+    if ckpt_path == "last" and last_checkpoint(trainer) is None:  # fit's own lookup
         return None
     return ckpt_path
 

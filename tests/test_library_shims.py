@@ -3,6 +3,8 @@ around is still there (when a control test fails, the workaround can go)."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
@@ -89,22 +91,26 @@ def test_logs_this_step_follows_log_every_n_steps(tmp_path):
     assert seen == [False, False, True, False, False, True, False]
 
 
-def test_has_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):
+def test_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):
     """The control and the shim together: ModelCheckpoint still has the lookup fit uses, and
     the answer follows a last*.ckpt file in the callback's folder."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from adaptls.library_shims import has_last_checkpoint
+    from adaptls.library_shims import last_checkpoint
 
     callback = ModelCheckpoint(dirpath=tmp_path / "checkpoints")
     assert callable(getattr(callback, "_find_last_checkpoints", None))
     trainer = pl.Trainer(logger=False, callbacks=[callback], enable_progress_bar=False)
-    assert not has_last_checkpoint(trainer)
+    assert last_checkpoint(trainer) is None
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
-    assert not has_last_checkpoint(trainer)
+    assert last_checkpoint(trainer) is None
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert has_last_checkpoint(trainer)
+    assert last_checkpoint(trainer) == tmp_path / "checkpoints" / "last.ckpt"
+    newer = tmp_path / "checkpoints" / "last-v1.ckpt"  # fit takes the newest, so do we
+    newer.write_bytes(b"")
+    os.utime(newer, (time.time() + 60, time.time() + 60))
+    assert last_checkpoint(trainer) == newer
     no_checkpoints = pl.Trainer(logger=False, enable_checkpointing=False)
-    assert not has_last_checkpoint(no_checkpoints)
+    assert last_checkpoint(no_checkpoints) is None

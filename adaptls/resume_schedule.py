@@ -1,0 +1,88 @@
+"""Refuse a resume whose learning-rate schedule the config no longer describes.
+
+Resuming restores the LR scheduler's whole ``state_dict`` from the checkpoint, its
+constructor arguments included: a run first trained with ``trainer.max_epochs=3`` and
+resumed with ``trainer.max_epochs=5`` keeps cosine's ``T_max=3``, so the learning rate
+reaches 0 at epoch 3 and PyTorch's closed form takes it back up at epochs 4 and 5, while
+the config (and ``metrics.json``) says ``T_max=5``. Lightning does this silently.
+
+It is an error, not a warning: the resumed run would follow a schedule nobody asked for,
+its recorded config would not describe it, and a warning scrolls away under the progress
+bar while the run spends hours on it. The check runs before any data is loaded; only the
+arguments that the restored state overrides are compared (for ``MultiStepLR`` a new
+``max_epochs`` changes nothing and passes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from adaptls.config import ConfigError
+
+# Constructor arguments that are not settings: the optimizer, the position in the schedule.
+NOT_SETTINGS = frozenset({"self", "optimizer", "last_epoch", "verbose"})
+
+
+def check_resume_schedule(
+    cfg: DictConfig,
+    checkpoint_path: str | os.PathLike[str],
+    scheduler: Any,
+) -> None:
+    """Raise ConfigError when ``checkpoint_path``'s scheduler settings differ from those of
+    ``scheduler`` (built from ``cfg.scheduler``): each differing setting is named with
+    both values, and what to do.
+
+    A file that is not a readable checkpoint, or one without a scheduler state, is left to
+    ``fit``, which loads it next (and reports an unreadable one).
+    """
+    saved = _saved_scheduler_state(checkpoint_path)
+    if saved is None:
+        return
+    settings = set(inspect.signature(type(scheduler).__init__).parameters) - NOT_SETTINGS
+    current = scheduler.state_dict()
+    changed = sorted(k for k in settings if k in saved and k in current and saved[k] != current[k])
+    if not changed:
+        return
+    raw = OmegaConf.to_container(cfg.scheduler, resolve=False)
+    differences = ", ".join(
+        f"scheduler.{k}: checkpoint {_plain(saved[k])}, config {_plain(current[k])}"
+        for k in changed
+    )
+    keep = " ".join(f"{_set_by(raw, k)}={_plain(saved[k])}" for k in changed)
+    raise ConfigError(
+        f"ckpt_path: the checkpoint {checkpoint_path} was trained with another learning-rate "
+        f"schedule ({differences}); resuming restores the checkpoint's schedule, so the run "
+        f"would not follow this config (cosine past its T_max takes the rate back up). "
+        f"Resume with the checkpoint's settings ({keep}), or start a new run without ckpt_path"
+    )
+
+
+def _saved_scheduler_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The first LR scheduler's state in a Lightning checkpoint, or None. Memory-mapped:
+    the weights are not read. ``weights_only=False`` is the trust ``fit`` gives the same
+    file a moment later (the state holds e.g. a ``Counter`` of milestones)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception:
+        return None
+    states = checkpoint.get("lr_schedulers") if isinstance(checkpoint, dict) else None
+    return states[0] if states and isinstance(states[0], dict) else None
+
+
+def _set_by(raw: Any, key: str) -> str:
+    """The config key a user sets for ``scheduler.<key>``: the referenced key where the
+    value is a plain reference (cosine's ``T_max: ${trainer.max_epochs}``)."""
+    value = raw.get(key) if isinstance(raw, dict) else None
+    reference = re.fullmatch(r"\$\{([\w.]+)\}", value) if isinstance(value, str) else None
+    return reference.group(1) if reference else f"scheduler.{key}"
+
+
+def _plain(value: Any) -> Any:
+    """A value as a config would write it (a Counter of milestones as a sorted list)."""
+    return sorted(value.elements()) if hasattr(value, "elements") else value
