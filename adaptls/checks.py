@@ -201,8 +201,16 @@ def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) ->
 
 
 def _current_umask() -> int:
-    """The process umask. The only portable way to read it is to set it and set it back;
-    the moment in between is harmless here (files created then get the stricter 0o077)."""
+    """The process umask: read from ``/proc/self/status`` on Linux (no change to the
+    process). Elsewhere the only way is to set it and set it back; a file another thread
+    creates in between gets the stricter 0o077, never a looser mode."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     umask = os.umask(0o077)
     os.umask(umask)
     return umask

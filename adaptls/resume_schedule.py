@@ -55,10 +55,11 @@ def check_resume_schedule(
         for k in changed
     )
     keep = " ".join(f"{_set_by(raw, k)}={_plain(saved[k])}" for k in changed)
+    cosine = " (cosine past its T_max takes the rate back up)" if "T_max" in changed else ""
     raise ConfigError(
         f"ckpt_path: the checkpoint {checkpoint_path} was trained with another learning-rate "
         f"schedule ({differences}); resuming restores the checkpoint's schedule, so the run "
-        f"would not follow this config (cosine past its T_max takes the rate back up). "
+        f"would not follow this config{cosine}. "
         f"Resume with the checkpoint's settings ({keep}), or start a new run without ckpt_path"
     )
 

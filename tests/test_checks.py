@@ -107,3 +107,22 @@ def test_atomic_write_gives_the_mode_a_plain_open_gives_under_the_umask(tmp_path
     plain = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     assert plain == 0o666 & ~umask
     assert stat.S_IMODE((tmp_path / "atomic.json").stat().st_mode) == plain
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX umask")
+@pytest.mark.parametrize("proc", [True, False], ids=["proc-status", "set-and-restore"])
+def test_the_umask_is_read_without_changing_it(monkeypatch, proc):
+    from adaptls import checks
+
+    if not proc:  # no /proc (macOS): the set-and-restore fallback
+
+        def no_proc(*args, **kwargs):
+            raise OSError("no /proc here")
+
+        monkeypatch.setattr(checks, "open", no_proc, raising=False)
+    previous = os.umask(0o027)
+    try:
+        assert checks._current_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # left as it was
+    finally:
+        os.umask(previous)
