@@ -9,10 +9,11 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset, default_collate
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from adaptls.checks import check_choice, check_fraction, check_int, check_real
 from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
+from adaptls.data.resumable import EpochSampler, ResumableLoader
 from adaptls.data.split import stratified_split
 
 
@@ -116,7 +117,12 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._require(self.train_dataset)
-        return self._loader(dataset, sampler=epoch_shuffle(dataset, self.seed, self.shuffle))
+        return self._loader(
+            dataset,
+            loader=ResumableLoader,
+            sampler=epoch_shuffle(dataset, self.seed, self.shuffle),
+            batches_done=self._batches_done,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._require(self.val_dataset), shuffle=False)
@@ -137,8 +143,10 @@ class TensorDataModule(pl.LightningDataModule):
         return len(self._require(self.train_dataset))
 
     # ------------------------------------------------------------------ helpers
-    def _loader(self, dataset: TensorDataset, **kwargs: Any) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: TensorDataset, loader: type[DataLoader] = DataLoader, **kwargs: Any
+    ) -> DataLoader:
+        return loader(
             dataset,
             # Its own generator: creating an iterator then never draws from the global RNG,
             # which an exact resume restores (see adaptls.callbacks.RNGState).
@@ -150,6 +158,13 @@ class TensorDataModule(pl.LightningDataModule):
             **kwargs,
         )
 
+    def _batches_done(self) -> int:
+        """Training batches of the current epoch the trainer has completed (what a
+        mid-epoch checkpoint records, see :class:`~adaptls.data.resumable.ResumableLoader`)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
     def _require(self, dataset: TensorDataset | None) -> TensorDataset:
         if dataset is None:
             raise RuntimeError(
@@ -158,7 +173,7 @@ class TensorDataModule(pl.LightningDataModule):
         return dataset
 
 
-def epoch_shuffle(dataset: TensorDataset, seed: int, shuffle: bool = True) -> DistributedSampler:
+def epoch_shuffle(dataset: TensorDataset, seed: int, shuffle: bool = True) -> EpochSampler:
     """The training order: epoch e is ``randperm(n)`` seeded with ``seed + e`` (or, with
     ``shuffle=False``, ``0..n-1`` every epoch), dealt round-robin to the ranks (one rank
     without a process group).
@@ -167,12 +182,14 @@ def epoch_shuffle(dataset: TensorDataset, seed: int, shuffle: bool = True) -> Di
     same permutation for any number of processes: DDP on W processes with per-rank batch B
     sees exactly the batches of one process with batch W * B, and a resumed run sees what
     the uninterrupted run saw. Lightning calls ``set_epoch`` every epoch and leaves a
-    ``DistributedSampler`` as it is (its own wrapper would reshuffle the positions).
+    ``DistributedSampler`` as it is (its own wrapper would reshuffle the positions). A
+    run resumed from a mid-epoch checkpoint starts that epoch after the batches it had
+    completed (:class:`~adaptls.data.resumable.EpochSampler`).
     """
     replicas, rank = 1, 0
     if dist.is_available() and dist.is_initialized():
         replicas, rank = dist.get_world_size(), dist.get_rank()
-    return DistributedSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed)
+    return EpochSampler(dataset, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed)
 
 
 def _indexed(x: Tensor, y: Tensor) -> TensorDataset:

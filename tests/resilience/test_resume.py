@@ -1,4 +1,4 @@
-"""Exact resume after SIGKILL, checkpoint on SIGTERM, atomic checkpoint files."""
+"""Exact resume after SIGKILL (epoch start) and SIGTERM (mid-epoch), atomic checkpoint files."""
 
 from __future__ import annotations
 
@@ -35,17 +35,49 @@ def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path, stra
     assert strategy_state[0] == strategy_state[1]  # S, or feedback's epsilon and gap
 
 
-def test_sigterm_saves_a_resumable_checkpoint(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    args = [*TINY, "smoothing=online"]
-    stopped = run_train(run_dir, *args, inject("term", "SignalAtStep", step=6), check=False)
-    assert stopped.returncode != 0
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert last["global_step"] == 6  # mid-epoch 1: written by the interrupt, not the epoch end
-    assert not (run_dir / "metrics.json").exists()
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "uniform",
+        "online",
+        pytest.param(
+            "self_distill",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="a mid-epoch restart skips on_train_epoch_start, so the module never "
+                "calls strategy.set_epoch for the resumed epoch and an epoch-dependent "
+                "strategy fails (max_epochs=None); fix in module.py (call set_epoch at "
+                "on_train_start too)",
+            ),
+        ),
+    ],
+)
+def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, strategy: str) -> None:
+    """SIGTERM after global step 6 (epoch 1, batch 1 of 4): the interrupt callback writes
+    last.ckpt mid-epoch; the resumed run trains batches 2 and 3 of epoch 1's permutation
+    (the loader's state) with the RNG state of the interruption, and ends where the
+    uninterrupted run ends, bit for bit on the CPU (same operations in the same order)."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    args = [*TINY, f"smoothing={strategy}"]
+    run_train(straight, *args)
 
-    run_train(run_dir, *args, "ckpt_path=last")
-    assert metrics_of(run_dir)["test/acc"] >= 0.0
+    stopped = run_train(resumed, *args, inject("term", "SignalAtStep", step=6), check=False)
+    assert stopped.returncode != 0
+    last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 6  # mid-epoch 1: written by the interrupt, not the epoch end
+    assert last["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 1, "batches": 2, "batch_size": 32, "num_replicas": 1}
+    ]
+    assert not (resumed / "metrics.json").exists()
+
+    again = run_train(resumed, *args, "ckpt_path=last")
+    assert "not resumable" not in again.stdout + again.stderr
+    assert metrics_of(resumed) == metrics_of(straight)
+    strategy_state = [
+        json.loads((d / "metrics.json").read_text())["strategy"] for d in (straight, resumed)
+    ]
+    assert strategy_state[0] == strategy_state[1]
 
 
 def test_non_finite_loss_stops_with_step_and_strategy_and_keeps_last_good_checkpoint(
