@@ -47,26 +47,30 @@ class EpochSampler(DistributedSampler):
 class ResumableLoader(DataLoader):
     """A DataLoader over an :class:`EpochSampler` whose ``state_dict`` records where in
     the epoch the trainer is; ``batches_done()`` gives the batches of the current epoch
-    the trainer has completed (0 outside a trainer)."""
+    the trainer has completed (0 outside a trainer).
+
+    Lightning may rebuild it with another sampler (``overfit_batches`` takes a
+    ``SequentialSampler``): it then serves every epoch in full, as a DataLoader does.
+    """
 
     def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.sampler, EpochSampler):
-            raise TypeError(f"ResumableLoader needs an EpochSampler, got {self.sampler!r}")
         self._batches_done = batches_done
 
     def state_dict(self) -> dict[str, int]:
         sampler = self.sampler
         return {
-            "epoch": sampler.epoch,
+            "epoch": int(getattr(sampler, "epoch", 0)),
             "batches": int(self._batches_done()),
-            "batch_size": int(self.batch_size),
-            "num_replicas": sampler.num_replicas,
+            "batch_size": int(self.batch_size or 1),
+            "num_replicas": int(getattr(sampler, "num_replicas", 1)),
         }
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if not isinstance(self.sampler, EpochSampler):
+            return
         saved = (state_dict["batch_size"], state_dict["num_replicas"])
-        now = (int(self.batch_size), self.sampler.num_replicas)
+        now = (int(self.batch_size or 1), self.sampler.num_replicas)
         if state_dict["batches"] and saved != now:
             raise ValueError(
                 f"the checkpoint was written mid-epoch (after {state_dict['batches']} batches "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import SequentialSampler, TensorDataset
 
 from adaptls.data.base import collate_tuple, epoch_shuffle
 from adaptls.data.resumable import ResumableLoader
@@ -51,3 +51,12 @@ def test_a_mid_epoch_state_from_another_batch_size_is_refused() -> None:
         _loader().load_state_dict({"epoch": 1, "batches": 2, "batch_size": 16, "num_replicas": 1})
     # at an epoch's start nothing is skipped, so any batch size resumes
     _loader().load_state_dict({"epoch": 1, "batches": 0, "batch_size": 16, "num_replicas": 1})
+
+
+def test_with_another_sampler_it_is_a_plain_loader() -> None:
+    dataset = TensorDataset(torch.arange(10))
+    loader = ResumableLoader(
+        dataset, sampler=SequentialSampler(dataset), batch_size=4, batches_done=lambda: 2
+    )
+    loader.load_state_dict(loader.state_dict())
+    assert [b[0].tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
