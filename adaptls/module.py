@@ -22,6 +22,9 @@ from adaptls.smoothing import SmoothingStrategy, ValidationPass
 
 log = logging.getLogger(__name__)
 
+# The checkpoint key of the training epoch's running sums (train/loss_epoch, train/acc).
+_EPOCH_SUMS = "adaptls_train_epoch_sums"
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
 Mixer = Callable[[Tensor, Tensor], Mixed]
@@ -158,6 +161,16 @@ class SmoothingClassifier(pl.LightningModule):
         return self.net(x)
 
     # ------------------------------------------------------------------ training
+    def on_train_start(self) -> None:
+        # A run resumed mid-epoch skips that epoch's on_train_epoch_start: the strategy
+        # learns its epoch here (after the checkpoint is restored), and the epoch's sums
+        # restored from the checkpoint move to this module's device.
+        self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        if self._train_correct is not None:
+            self._train_correct = self._train_correct.to(self.device)
+        if self._train_loss is not None:
+            self._train_loss = self._train_loss.to(self.device)
+
     def on_train_epoch_start(self) -> None:
         self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self._epoch_ended = False
@@ -264,6 +277,20 @@ class SmoothingClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_finite_loss()  # never write weights a non-finite loss has trained
+        # The epoch's sums so far (None at an epoch end): a run resumed mid-epoch logs
+        # train/loss_epoch and train/acc over the whole epoch, as the uninterrupted run does.
+        checkpoint[_EPOCH_SUMS] = {
+            "correct": self._train_correct,
+            "rows": self._train_rows,
+            "loss": self._train_loss,
+            "batches": self._train_batches,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sums = checkpoint.get(_EPOCH_SUMS)  # absent from checkpoints of earlier versions
+        if sums is not None:
+            self._train_correct, self._train_rows = sums["correct"], sums["rows"]
+            self._train_loss, self._train_batches = sums["loss"], sums["batches"]
 
     def _check_finite_loss(self, *, across_ranks: bool = False) -> None:
         """Raise FloatingPointError naming the first non-finite training loss of this epoch

@@ -87,7 +87,12 @@ def test_training_step_scores_the_mixed_batch_and_weights_the_accuracy():
     module.log = lambda name, value, **kw: logged.__setitem__(name, value)
     module.log_dict = lambda values, **kw: logged.update(values)
     # the epoch's only step: train/acc (counted per epoch) is logged there
-    stand_in = {"num_training_batches": 1, "global_step": 0, "loggers": []}
+    stand_in = {
+        "num_training_batches": 1,
+        "global_step": 0,
+        "loggers": [],
+        "progress_bar_callback": None,
+    }
     module._trainer = type("T", (), stand_in)()
     torch.manual_seed(3)
     loss = module.training_step((x, y, idx), 0)
