@@ -61,8 +61,11 @@ class SmoothingClassifier(pl.LightningModule):
 
     Per step the training loop reads nothing back from the device: a non-finite loss is
     found once per epoch (and before any checkpoint is written) and raises
-    FloatingPointError naming its first step; ``train/acc`` and ``val/loss`` are summed on
-    the device and logged once per epoch.
+    FloatingPointError naming its first step; ``train/loss_epoch``, ``train/acc`` and
+    ``val/loss`` are summed on the device and logged once per epoch (their running sums
+    travel in mid-epoch checkpoints); ``train/loss_step`` is logged only at the steps a
+    logger writes or the progress bar redraws (each ``self.log`` call costs Lightning about
+    half a millisecond, as much as a small model's step).
 
     A model with a linear head (``features(x)`` and ``head``, see
     :mod:`adaptls.models.linear_head`; the language models) is trained through
