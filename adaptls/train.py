@@ -97,6 +97,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
     for logger in loggers:
         drop_wandb_anonymous_setting(logger)
+    _check_accelerator(cfg)
     trainer = build_trainer(cfg, loggers)
     if cfg.eval_checkpoint not in EVAL_CHECKPOINTS:
         raise ConfigError(
@@ -165,6 +166,24 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger]) -> pl.Trainer:
     return instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
 
 
+def _check_accelerator(cfg: DictConfig) -> None:
+    """A GPU trainer on a machine or a torch build without CUDA: say which, and what to do
+    (Lightning's own error, "No supported gpu backend found!", says neither)."""
+    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    why = (
+        f"this torch ({torch.__version__}) is a CPU build"
+        if torch.version.cuda is None
+        else "no CUDA device is visible"
+    )
+    raise ConfigError(
+        f"trainer={chosen_option(cfg, 'trainer')} (trainer.accelerator="
+        f"{cfg.trainer.accelerator}) needs a CUDA GPU, but {why}: on a GPU machine set up a "
+        "CUDA build of torch (make setup TORCH=..., see the README), or train on the CPU "
+        "(trainer=cpu, trainer=ddp_cpu)"
+    )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Run fit, validate and test the evaluated weights, write ``metrics.json``.
 
@@ -201,17 +220,17 @@ def train(cfg: DictConfig) -> float | None:
             write_metrics(output_dir / "metrics.json", val, test, resolved, summary, evaluated)
             log.info("metrics written to %s", output_dir / "metrics.json")
             name = cfg.smoothing._target_.rsplit(".", 1)[-1]
-            print_table(
-                val,
-                test,
-                title=f"{name} (seed {cfg.seed}, {cfg.eval_checkpoint} checkpoint: "
-                f"epoch {evaluated['epoch']})",
+            title = (
+                f"{name} (seed {cfg.seed}, {cfg.eval_checkpoint} checkpoint: "
+                f"epoch {evaluated['epoch']})"
             )
-            print_calibration_verdict(test)
         final = {**val, **test}
     finally:
         if trainer.is_global_zero:
             _finish_wandb(started, final)
+    if trainer.is_global_zero:  # last, below W&B's own run summary, where a user looks
+        print_table(val, test, title=title)
+        print_calibration_verdict(test)
     return val.get(cfg.optimized_metric)
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import MissingConfigException
 
 from adaptls.config import ConfigError
@@ -134,6 +135,22 @@ def test_the_cli_exits_with_status_2_and_writes_only_its_log(run_cli, tmp_path):
     assert message in (run_dir / "train.log").read_text()
     assert {p.name for p in run_dir.iterdir()} == {"train.log", ".hydra"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the check is for machines without CUDA")
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_a_gpu_trainer_without_cuda_fails_at_build_saying_what_to_do(
+    compose_train, tmp_path, trainer
+):
+    output_dir = tmp_path / "run"
+    cfg = compose_train(f"trainer={trainer}", output_dir=output_dir)
+    with pytest.raises(ConfigError) as error:
+        train(cfg)
+    message = str(error.value)
+    assert message.startswith(f"trainer={trainer} (trainer.accelerator=gpu) needs a CUDA GPU")
+    assert "CPU build" in message if torch.version.cuda is None else "no CUDA device" in message
+    assert "TORCH=" in message and "trainer=cpu" in message
+    assert written(output_dir) == []
 
 
 @pytest.mark.parametrize("trainer", ["ddp_cpu", "ddp"])

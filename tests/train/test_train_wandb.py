@@ -81,3 +81,27 @@ def test_a_multirun_gives_one_wandb_run_per_job_grouped_by_sweep(
     for job, run in runs.items():
         metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
         assert math.isclose(run["summary"]["test/acc"], metrics["test"]["test/acc"])
+
+
+def test_the_closing_table_comes_after_the_wandb_run_summary(
+    compose_train, tmp_path, tiny, small, monkeypatch, capsys
+):
+    """W&B prints its run summary when its run finishes; the run's own table and verdict
+    come after it, as the last thing a user sees."""
+    import adaptls.train as train_module
+
+    finish = train_module._finish_wandb
+
+    def finish_and_mark(*args, **kwargs):
+        finish(*args, **kwargs)
+        print("W&B RUN FINISHED")
+
+    monkeypatch.setattr(train_module, "_finish_wandb", finish_and_mark)
+    cfg = compose_train(*tiny, *small, output_dir=tmp_path)  # W&B (offline) by default
+    assert "wandb" in cfg.logger
+    train_module.train(cfg)
+    out = capsys.readouterr().out
+    finished, table, verdict = (
+        out.index(marker) for marker in ("W&B RUN FINISHED", "checkpoint: epoch", "Test set:")
+    )
+    assert finished < table < verdict
