@@ -313,8 +313,7 @@ class SmoothingClassifier(pl.LightningModule):
         logits = self(x)
         # val/loss: summed on the device, logged once per validation (one self.log call
         # instead of one per batch); batches weigh by their first dimension, as Lightning's
-        total = self.strategy(logits, y).detach() * len(y)
-        self._val_loss = total if self._val_loss is None else self._val_loss + total
+        self._val_loss = _accumulate(self._val_loss, self.strategy(logits, y).detach(), len(y))
         self._val_rows += len(y)
         self.val_metrics.update(logits, y)
         if self._fitting():

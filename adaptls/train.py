@@ -126,14 +126,15 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         ckpt_path = last_checkpoint(trainer)
         if ckpt_path is None and trainer.is_global_zero:
             _say_no_last_checkpoint(trainer)
-    elif ckpt_path is not None and "://" not in str(ckpt_path) and not Path(ckpt_path).is_file():
-        # a local path is checked here, not by fit after the data is made; a URL is fit's
-        raise ConfigError(
-            f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
-            "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
-        )
-    if ckpt_path is not None and "://" not in str(ckpt_path) and trial_schedule is not None:
-        check_resume_schedule(cfg, ckpt_path, trial_schedule)
+    # a local path is checked here, not by fit after the data is made; a URL is fit's
+    if ckpt_path is not None and "://" not in str(ckpt_path):
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(
+                f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
+                "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
+            )
+        if trial_schedule is not None:
+            check_resume_schedule(cfg, ckpt_path, trial_schedule)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
