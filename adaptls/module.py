@@ -12,12 +12,12 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
-from adaptls.finite_loss import FiniteLossCheck
-from adaptls.library_shims import logs_this_step
 from adaptls.metrics import CalibrationSuite
 from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
 from adaptls.models.linear_head import has_linear_head
+from adaptls.run.finite_loss import FiniteLossCheck
+from adaptls.run.library_shims import logs_this_step
 from adaptls.smoothing import SmoothingStrategy, ValidationPass
 
 log = logging.getLogger(__name__)

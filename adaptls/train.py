@@ -28,19 +28,19 @@ from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from adaptls.config import (
+from adaptls.data.download import ChecksumError, DownloadError
+from adaptls.module import SmoothingClassifier
+from adaptls.run.config import (
     ConfigError,
     call_partial,
     check_search_space,
     chosen_option,
     instantiate_group,
 )
-from adaptls.data.download import ChecksumError, DownloadError
-from adaptls.library_shims import drop_wandb_anonymous_setting, last_checkpoint
-from adaptls.model_fits_data import check_model_fits_data
-from adaptls.module import SmoothingClassifier
-from adaptls.report import print_calibration_verdict, print_table, write_metrics
-from adaptls.resume_schedule import check_resume_schedule
+from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpoint
+from adaptls.run.model_fits_data import check_model_fits_data
+from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
+from adaptls.run.resume_schedule import check_resume_schedule
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Which weights the reported metrics come from: the last epoch's (as the calibration
@@ -55,7 +55,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     """Instantiate every component; configuration errors surface here, before training.
 
     Everything a config sets is validated before anything is loaded or written: the
-    model must read what the data gives (:mod:`adaptls.model_fits_data`), the partials
+    model must read what the data gives (:mod:`adaptls.run.model_fits_data`), the partials
     (model, optimizer, scheduler) are called once here, the model with the data's shape
     (known before its data is loaded), a throwaway optimizer and scheduler on its
     parameters, and a strategy that cannot train on several processes

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from adaptls.compare.load import CompareError, Run
-from adaptls.report import GROUP_METRICS, HEADLINE_METRICS, summary_metrics
+from adaptls.run.report import GROUP_METRICS, HEADLINE_METRICS, summary_metrics
 
 # The default columns, in this order, where runs report them (see `default_metrics`).
 DEFAULT_METRICS = (
@@ -118,7 +118,7 @@ def available_metrics(runs: Sequence[Run]) -> list[str]:
 
 def default_metrics(runs: Sequence[Run]) -> list[str]:
     """The :data:`DEFAULT_METRICS` that some run's summary shows: each run's test metrics
-    as :func:`adaptls.report.summary_metrics` picks them (``test/ppl`` for language models,
+    as :func:`adaptls.run.report.summary_metrics` picks them (``test/ppl`` for language models,
     the group accuracies for runs with more than one long-tail group), and ``test/ts/ece``
     where reported."""
     shown = {"test/ts/ece"} & set(available_metrics(runs))

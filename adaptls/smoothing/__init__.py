@@ -1,4 +1,4 @@
-"""Label smoothing strategies and the fused soft-target loss. Pure PyTorch.
+"""Label smoothing strategies and the calibration losses they are compared with. Pure PyTorch.
 
 >>> from adaptls.smoothing import UniformSmoothing
 >>> s = UniformSmoothing(epsilon=0.1)
@@ -9,22 +9,27 @@
 import importlib
 import pkgutil
 
-from adaptls.smoothing.acls import ACLSmoothing
-from adaptls.smoothing.adafocal import AdaFocalLoss
-from adaptls.smoothing.adaptive_focal import AdaptiveFocalLoss
+from adaptls.losses import (
+    dense_soft_targets,
+    linear_soft_target_cross_entropy,
+    soft_target_cross_entropy,
+)
 from adaptls.smoothing.base import REGISTRY, SmoothingStrategy, SoftTarget
-from adaptls.smoothing.cals import ClassAdaptiveMarginSmoothing
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
-from adaptls.smoothing.dual_focal import DualFocalLoss
 from adaptls.smoothing.feedback import FeedbackSmoothing
-from adaptls.smoothing.focal import FocalLoss
-from adaptls.smoothing.functional import dense_soft_targets, soft_target_cross_entropy
-from adaptls.smoothing.linear import linear_soft_target_cross_entropy
-from adaptls.smoothing.margin import MarginSmoothing
-from adaptls.smoothing.mdca import MDCA
 from adaptls.smoothing.none import NoSmoothing
 from adaptls.smoothing.online import OnlineSmoothing
+from adaptls.smoothing.peers import (
+    MDCA,
+    ACLSmoothing,
+    AdaFocalLoss,
+    AdaptiveFocalLoss,
+    ClassAdaptiveMarginSmoothing,
+    DualFocalLoss,
+    FocalLoss,
+    MarginSmoothing,
+)
 from adaptls.smoothing.schedule import EpsilonSchedule
 from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing

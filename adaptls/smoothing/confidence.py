@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from adaptls.smoothing._fused_linear import (
+from adaptls.losses._fused_linear import (
     RowEpsilon,
     RowStatistics,
     fused_linear_soft_target_cross_entropy,
@@ -45,7 +45,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
     from a second softmax over K: with :math:`m_i` the row maximum,
     max_prob :math:`= e^{-(\mathrm{lse}_i - m_i)}`, target_prob
     :math:`= e^{x_{iy_i} - \mathrm{lse}_i}`, and the entropy from one more reduction over
-    the chunk's exponentials (:class:`~adaptls.smoothing._fused_linear.RowStatistics`).
+    the chunk's exponentials (:class:`~adaptls.losses._fused_linear.RowStatistics`).
     Unlike the unfused path (float32 softmax), the statistics are in the kernel's
     accumulation dtype (float64 for float64 inputs).
     """

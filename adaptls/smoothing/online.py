@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_choice, check_int, check_probability
+from adaptls.losses._fused import fused_soft_target_cross_entropy
+from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
+from adaptls.losses.soft_target import dense_soft_targets
 from adaptls.smoothing._distributed import is_distributed
-from adaptls.smoothing._fused import fused_soft_target_cross_entropy
-from adaptls.smoothing._fused_linear import fused_linear_soft_target_cross_entropy
 from adaptls.smoothing._topk_labels import (
     TopKLabels,
     labels_from_slots,
@@ -21,7 +22,6 @@ from adaptls.smoothing._topk_labels import (
 )
 from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 from adaptls.smoothing.figures import PICTURED_CLASSES, MatrixHeatmap
-from adaptls.smoothing.functional import dense_soft_targets
 
 
 class OnlineSmoothing(SmoothingStrategy):

@@ -92,7 +92,7 @@ def test_a_kill_while_saving_never_corrupts_the_previous_checkpoint(tmp_path: Pa
     script = textwrap.dedent(
         f"""
         import os, signal, torch
-        from adaptls.checkpoint_io import AtomicCheckpointIO
+        from adaptls.run.checkpoint_io import AtomicCheckpointIO
         io = AtomicCheckpointIO()
         io.save_checkpoint({{"step": 1, "w": torch.ones(10)}}, {str(target)!r})
         real_save = torch.save
@@ -114,7 +114,7 @@ def test_a_kill_while_saving_never_corrupts_the_previous_checkpoint(tmp_path: Pa
 def test_a_failed_save_leaves_no_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adaptls.checkpoint_io import AtomicCheckpointIO
+    from adaptls.run.checkpoint_io import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     io.save_checkpoint({"step": 1}, tmp_path / "last.ckpt")

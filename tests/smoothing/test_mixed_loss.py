@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
-from adaptls.smoothing._calibration import CalibrationLoss
+from adaptls.smoothing.peers._calibration import CalibrationLoss
 from adaptls.smoothing.validation_pass import ValidationPass
 
 K = 6

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from adaptls.compare import compare, load_runs, main, smoothing_amount
-from adaptls.config import ConfigError, check_search_space
+from adaptls.run.config import ConfigError, check_search_space
 
 STRATEGY_FILE = '''
 """A throwaway strategy: uniform smoothing with a floor."""

@@ -17,7 +17,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from adaptls.config import instantiate_group
+from adaptls.run.config import instantiate_group
 from adaptls.smoothing import SmoothingStrategy
 from adaptls.train import CONFIG_DIR
 

@@ -11,9 +11,9 @@ import hydra
 import pytest
 import torch
 
-from adaptls.config import ConfigError, instantiate_group
-from adaptls.model_fits_data import check_model_fits_data
 from adaptls.models.inputs import ModelInputs, model_inputs
+from adaptls.run.config import ConfigError, instantiate_group
+from adaptls.run.model_fits_data import check_model_fits_data
 from adaptls.train import CONFIG_DIR, build
 
 DATA = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))

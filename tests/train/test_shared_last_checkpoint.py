@@ -12,8 +12,8 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from adaptls.callbacks import SharedLastCheckpoint
-from adaptls.checkpoint_io import AtomicCheckpointIO
 from adaptls.checks import atomic_link
+from adaptls.run.checkpoint_io import AtomicCheckpointIO
 
 
 class _Scripted(pl.LightningModule):

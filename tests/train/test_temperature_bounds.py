@@ -15,8 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from adaptls.calibration import fit_temperature
-from adaptls.config import instantiate_group
 from adaptls.module import SmoothingClassifier
+from adaptls.run.config import instantiate_group
 from adaptls.smoothing import NoSmoothing
 
 ADVICE = re.compile(r"callbacks\.temperature_scaling\.bounds=\[[^\]]*\]")

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 
-from adaptls.config import instantiate_group
+from adaptls.run.config import instantiate_group
 from adaptls.smoothing import SmoothingStrategy
 from adaptls.train import CONFIG_DIR
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptls.config import ConfigError
 from adaptls.mix import MixUp
 from adaptls.module import SmoothingClassifier
+from adaptls.run.config import ConfigError
 from adaptls.smoothing import UniformSmoothing
 from adaptls.train import CONFIG_DIR, train
 

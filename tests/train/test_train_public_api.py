@@ -1,7 +1,7 @@
 """train.py uses the public APIs of Lightning, W&B and Hydra only: no private attribute of
 their objects (the ``_target_`` config key aside), no filter on the text of a message, no
 reassignment of the trainer's loggers or callbacks. Workarounds that need private state
-live in adaptls.library_shims, tested there."""
+live in adaptls.run.library_shims, tested there."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from hydra.errors import MissingConfigException
 
-from adaptls.config import ConfigError
+from adaptls.run.config import ConfigError
 from adaptls.train import CONFIG_DIR, build, train
 
 BAD_VALUES = {

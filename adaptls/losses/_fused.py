@@ -32,7 +32,7 @@ Validity of the values (targets in ``[0, K)`` or ``ignore_index``, ``prior_index
 range) is not checked up front, as that needs a host read of the values (a device sync on
 a GPU). A bad index still fails: the gather that reads it raises on CPU (where the error
 is then explained by :func:`explain_bad_indices`) and trips a device-side assertion on
-CUDA, as ``F.cross_entropy`` does. ``adaptls.smoothing.functional.DEBUG_CHECKS`` checks
+CUDA, as ``F.cross_entropy`` does. ``adaptls.losses.soft_target.DEBUG_CHECKS`` checks
 them up front instead, with a clear error on every device.
 """
 
@@ -143,7 +143,7 @@ def fused_soft_target_cross_entropy(
 
     ``epsilon``: a float, a 0-d or an (N,) tensor; ``prior``: None, (K,), (N, K) or, with
     an (N,) ``prior_index``, an (M, K) table. Callers check these first
-    (:func:`~adaptls.smoothing.functional.check_inputs` and friends); strategies check
+    (:func:`~adaptls.losses.soft_target.check_inputs` and friends); strategies check
     their inputs once and call this directly. Makes no host read of tensor values.
     """
     cdt = _compute_dtype(logits.dtype)

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.base import SoftTarget
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
     reduce_rows,
 )
-from adaptls.smoothing.base import SoftTarget
 
 
 class MarginSmoothing(CalibrationLoss):

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from adaptls.smoothing._fused import _as_row_epsilon, _compute_dtype
+from adaptls.losses._fused import _as_row_epsilon, _compute_dtype
 
 # Rows per chunk. A chunk costs three matmuls (logits, and the hidden and weight
 # gradients), each of which streams the whole V x D weight (32 MB in fp32 at V = 32000,

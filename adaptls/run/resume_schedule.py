@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from adaptls.config import ConfigError
+from adaptls.run.config import ConfigError
 
 # Constructor arguments that are not settings: the optimizer, the position in the schedule.
 NOT_SETTINGS = frozenset({"self", "optimizer", "last_epoch", "verbose"})

@@ -35,7 +35,7 @@ import os
 import torch
 from torch import Tensor
 
-from adaptls.smoothing._fused import explain_bad_indices, fused_soft_target_cross_entropy
+from adaptls.losses._fused import explain_bad_indices, fused_soft_target_cross_entropy
 
 __all__ = ["DEBUG_CHECKS", "dense_soft_targets", "soft_target_cross_entropy"]
 
@@ -45,7 +45,7 @@ REDUCTIONS = ("mean", "sum", "none")
 #: with a clear error on every device, at the cost of one host sync per call. Off by
 #: default; ``ADAPTLS_DEBUG_CHECKS=1`` (or true/yes/on) in the environment turns it on at
 #: import, and tests or a debugging session can set it directly
-#: (``adaptls.smoothing.functional.DEBUG_CHECKS = True``).
+#: (``adaptls.losses.soft_target.DEBUG_CHECKS = True``).
 DEBUG_CHECKS: bool = os.environ.get("ADAPTLS_DEBUG_CHECKS", "").strip().lower() in (
     "1",
     "true",
@@ -99,7 +99,7 @@ def soft_target_cross_entropy(
     to 32 Ki logits on CPU) run as plain differentiable operations on a dense target
     instead (cheaper per call; about 3 x the logits' memory, at most ~400 KiB). Under
     ``torch.compile`` it is a Function written for the compiler to fuse, with no graph
-    break. Details and measurements: :mod:`adaptls.smoothing._fused`.
+    break. Details and measurements: :mod:`adaptls.losses._fused`.
     """
     check_reduction(reduction)
     x, y = check_inputs(logits, targets, ignore_index)

@@ -1,5 +1,5 @@
 """Resuming with a config whose learning-rate schedule differs from the checkpoint's is
-refused before any data is loaded (adaptls.resume_schedule): Lightning would restore the
+refused before any data is loaded (adaptls.run.resume_schedule): Lightning would restore the
 checkpoint's schedule and silently run it (cosine past its T_max goes back up)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptls.config import ConfigError
+from adaptls.run.config import ConfigError
 from adaptls.train import build, train
 
 

@@ -64,7 +64,7 @@ def test_every_strategy_composes_with_a_schedule(name: str) -> None:
     try:
         t_plain = plain.soft_targets(logits, targets, indices)
     except NotImplementedError as err:  # focal-type losses: their schedule scales gamma,
-        assert "has no soft target" in str(err)  # checked in tests/smoothing_peers
+        assert "has no soft target" in str(err)  # checked in tests/smoothing/peers
         pytest.skip(str(err))
     t_sched = scheduled.soft_targets(logits, targets, indices)
     onehot = torch.nn.functional.one_hot(targets, 5).float()

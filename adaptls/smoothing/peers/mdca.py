@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
 )
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
 from adaptls.smoothing.validation_pass import ValidationPass
 
 BaseSpec = SmoothingStrategy | str | Mapping[str, Any] | None

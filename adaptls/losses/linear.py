@@ -24,10 +24,10 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from adaptls.smoothing import functional
-from adaptls.smoothing._fused import explain_bad_indices
-from adaptls.smoothing._fused_linear import fused_linear_soft_target_cross_entropy
-from adaptls.smoothing.functional import check_reduction, check_soft_target, check_target_dtype
+from adaptls.losses import soft_target
+from adaptls.losses._fused import explain_bad_indices
+from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
+from adaptls.losses.soft_target import check_reduction, check_soft_target, check_target_dtype
 
 __all__ = ["linear_soft_target_cross_entropy"]
 
@@ -114,13 +114,13 @@ def flatten_linear_inputs(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """Cast as ``F.linear`` would under autocast, check shapes, dtypes and devices (no
     value is read), and flatten: (N, D) hidden, (V, D) weight, (V,) bias or None, (N,)
-    int64 targets. With :data:`~adaptls.smoothing.functional.DEBUG_CHECKS`, also checks
+    int64 targets. With :data:`~adaptls.losses.soft_target.DEBUG_CHECKS`, also checks
     the target values (a host sync)."""
     hidden, weight, bias = _autocast(hidden, weight, bias)
     _check_linear(hidden, weight, bias, targets)
     v, d = weight.shape
     y = targets.reshape(-1).long()
-    if functional.DEBUG_CHECKS:
+    if soft_target.DEBUG_CHECKS:
         explain_bad_indices(y, v, ignore_index)
     return hidden.reshape(-1, d), weight, bias, y
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from adaptls.config import instantiate_group
+from adaptls.run.config import instantiate_group
 from adaptls.smoothing import MDCA, FocalLoss, OnlineSmoothing
 from adaptls.train import CONFIG_DIR
 

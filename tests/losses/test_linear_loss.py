@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.autograd import gradcheck
 
-import adaptls.smoothing._fused_linear as fused_linear
+import adaptls.losses._fused_linear as fused_linear
 from adaptls.smoothing import linear_soft_target_cross_entropy, soft_target_cross_entropy
 
 UNIT_ROUNDOFF = {torch.float64: 2.0**-53, torch.float32: 2.0**-24}

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_int, check_positive
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.base import SoftTarget
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
     reduce_rows,
 )
-from adaptls.smoothing.base import SoftTarget
 from adaptls.smoothing.validation_pass import ValidationPass
 
 #: The validation statistics of one pass: per-epoch sums, reduced in on_validation_end.

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,

@@ -16,7 +16,7 @@ from adaptls.data import SyntheticDataModule
 from adaptls.metrics.group_accuracy import shot_groups
 from adaptls.models import MLP, TransformerLM
 from adaptls.module import SmoothingClassifier
-from adaptls.report import calibration_verdict, print_table, summary_metrics, write_metrics
+from adaptls.run.report import calibration_verdict, print_table, summary_metrics, write_metrics
 from adaptls.smoothing import UniformSmoothing
 
 HEADLINE = ["acc", "ece", "adaece", "nll", "brier"]

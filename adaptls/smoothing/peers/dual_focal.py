@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
@@ -35,7 +35,7 @@ class DualFocalLoss(CalibrationLoss):
 
     Deliberate differences: the reference has no ``ignore_index`` (here those rows are
     dropped); :math:`1 - p_y` is computed as ``-expm1(log p_y)`` and the base is clamped to
-    the smallest normal number as in :class:`~adaptls.smoothing.focal.FocalLoss` (no NaN
+    the smallest normal number as in :class:`~adaptls.smoothing.peers.focal.FocalLoss` (no NaN
     for ``gamma < 1`` at :math:`p_y = 1`); :math:`p_j` by a masked ``max`` instead of
     ``topk(.., 1)``.
 

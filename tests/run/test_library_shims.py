@@ -1,4 +1,4 @@
-"""adaptls.library_shims: each workaround does its job, and the upstream behaviour it works
+"""adaptls.run.library_shims: each workaround does its job, and the upstream behaviour it works
 around is still there (when a control test fails, the workaround can go)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import wandb
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from adaptls.library_shims import drop_wandb_anonymous_setting, logs_this_step
+from adaptls.run.library_shims import drop_wandb_anonymous_setting, logs_this_step
 
 
 def init_kwargs(monkeypatch: pytest.MonkeyPatch, logger: WandbLogger) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def test_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from adaptls.library_shims import last_checkpoint
+    from adaptls.run.library_shims import last_checkpoint
 
     callback = ModelCheckpoint(dirpath=tmp_path / "checkpoints")
     assert callable(getattr(callback, "_find_last_checkpoints", None))

@@ -15,8 +15,8 @@ from typing import Any
 import hydra
 from omegaconf import OmegaConf
 
-from adaptls.config import ConfigError
 from adaptls.models.inputs import ModelInputs, describe_inputs, model_inputs
+from adaptls.run.config import ConfigError
 
 
 def check_model_fits_data(

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from adaptls.smoothing import _fused, soft_target_cross_entropy
+from adaptls.losses import _fused, soft_target_cross_entropy
 
 N, K, M = 7, 5, 3
 REDUCTIONS = ("mean", "sum", "none")

@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_int, check_nonnegative, check_real
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing._distributed import all_gather_cat
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
     one_minus_exp,
     reduce_rows,
 )
-from adaptls.smoothing._distributed import all_gather_cat
 from adaptls.smoothing.validation_pass import ValidationPass
 
 #: Added to the focal base, as in the reference ("for numerical stability").

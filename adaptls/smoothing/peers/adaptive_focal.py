@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing._calibration import (
+from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
@@ -44,7 +44,7 @@ class AdaptiveFocalLoss(CalibrationLoss):
 
     Deliberate differences: the reference picks gamma in a Python loop over ``.item()``
     (a device sync per sample); here one ``torch.where``. :math:`1 - p_t` as in
-    :class:`~adaptls.smoothing.focal.FocalLoss` (``-expm1``, clamped: no NaN at
+    :class:`~adaptls.smoothing.peers.focal.FocalLoss` (``-expm1``, clamped: no NaN at
     :math:`p_t = 1`); ignored rows always dropped.
 
     No soft target: :meth:`soft_targets` raises. The epsilon ``schedule`` scales all three

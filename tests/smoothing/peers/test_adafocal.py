@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from adaptls.smoothing import STRATEGIES, AdaFocalLoss
-from adaptls.smoothing.adafocal import equal_mass_edges, validation_gaps
+from adaptls.smoothing.peers.adafocal import equal_mass_edges, validation_gaps
 from adaptls.smoothing.validation_pass import ValidationPass
 
 CLASSES = [2, 10, 1000]
