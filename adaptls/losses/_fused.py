@@ -32,7 +32,7 @@ Validity of the values (targets in ``[0, K)`` or ``ignore_index``, ``prior_index
 range) is not checked up front, as that needs a host read of the values (a device sync on
 a GPU). A bad index still fails: the gather that reads it raises on CPU (where the error
 is then explained by :func:`explain_bad_indices`) and trips a device-side assertion on
-CUDA, as ``F.cross_entropy`` does. ``adaptls.losses.soft_target.DEBUG_CHECKS`` checks
+CUDA, as ``F.cross_entropy`` does. ``adaptls.losses.checks.DEBUG_CHECKS`` checks
 them up front instead, with a clear error on every device.
 """
 
@@ -43,6 +43,8 @@ import functools
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from adaptls.losses.checks import explain_bad_indices
 
 # ---------------------------------------------------------------------------- sizes
 # Measured on a 2-core EPYC (512 KiB L2 per core, 16 MiB L3) shared with other jobs: fp32
@@ -143,7 +145,7 @@ def fused_soft_target_cross_entropy(
 
     ``epsilon``: a float, a 0-d or an (N,) tensor; ``prior``: None, (K,), (N, K) or, with
     an (N,) ``prior_index``, an (M, K) table. Callers check these first
-    (:func:`~adaptls.losses.soft_target.check_inputs` and friends); strategies check
+    (:func:`~adaptls.losses.checks.check_inputs` and friends); strategies check
     their inputs once and call this directly. Makes no host read of tensor values.
     """
     cdt = _compute_dtype(logits.dtype)
@@ -185,33 +187,6 @@ def fused_soft_target_cross_entropy(
     except (RuntimeError, IndexError) as err:
         explain_bad_indices(targets, logits.shape[-1], ignore_index, prior, prior_index, err)
         raise
-
-
-def explain_bad_indices(
-    targets: Tensor,
-    k: int,
-    ignore_index: int,
-    prior: Tensor | None = None,
-    prior_index: Tensor | None = None,
-    cause: BaseException | None = None,
-) -> None:
-    """Raise a ValueError naming the first target outside ``[0, K)`` and not
-    ``ignore_index``, or the first ``prior_index`` outside the prior table; return if there
-    is none. Reads the values (a host sync): for error paths and debug checks only."""
-    y = targets.reshape(-1)
-    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
-    if bad.any():
-        raise ValueError(
-            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
-            f"or ignore_index={ignore_index}"
-        ) from cause
-    if prior is not None and prior_index is not None and prior_index.numel():
-        index, m = prior_index.reshape(-1), prior.shape[0]
-        bad = (index < 0) | (index >= m)
-        if bad.any():
-            raise ValueError(
-                f"prior_index {index[bad][0].item()} is out of range: allowed are 0..{m - 1}"
-            ) from cause
 
 
 # ---------------------------------------------------------------------------- eager

@@ -18,16 +18,15 @@ its part of the loss and of all three gradients costs O(N D + V D), not O(N V).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-import torch
 from torch import Tensor
 
-from adaptls.losses import soft_target
-from adaptls.losses._fused import explain_bad_indices
 from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
-from adaptls.losses.soft_target import check_reduction, check_soft_target, check_target_dtype
+from adaptls.losses.checks import (
+    check_reduction,
+    check_soft_target,
+    explained_indices,
+    flatten_linear_inputs,
+)
 
 __all__ = ["linear_soft_target_cross_entropy"]
 
@@ -107,86 +106,3 @@ def linear_soft_target_cross_entropy(
             h, weight, bias, y, epsilon, prior, prior_index, ignore_index, reduction
         )
     return loss.view(targets.shape) if reduction == "none" else loss
-
-
-def flatten_linear_inputs(
-    hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, ignore_index: int
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-    """Cast as ``F.linear`` would under autocast, check shapes, dtypes and devices (no
-    value is read), and flatten: (N, D) hidden, (V, D) weight, (V,) bias or None, (N,)
-    int64 targets. With :data:`~adaptls.losses.soft_target.DEBUG_CHECKS`, also checks
-    the target values (a host sync)."""
-    hidden, weight, bias = _autocast(hidden, weight, bias)
-    _check_linear(hidden, weight, bias, targets)
-    v, d = weight.shape
-    y = targets.reshape(-1).long()
-    if soft_target.DEBUG_CHECKS:
-        explain_bad_indices(y, v, ignore_index)
-    return hidden.reshape(-1, d), weight, bias, y
-
-
-@contextlib.contextmanager
-def explained_indices(
-    y: Tensor,
-    v: int,
-    ignore_index: int,
-    prior: Tensor | None = None,
-    prior_index: Tensor | None = None,
-) -> Iterator[None]:
-    """Index values are not checked up front (a host sync): one out of range fails where
-    it is used (on CPU an IndexError or RuntimeError; on CUDA a device-side assertion).
-    Turn that failure into a ValueError naming the value and what is allowed."""
-    if torch.compiler.is_compiling():
-        yield
-        return
-    try:
-        yield
-    except (RuntimeError, IndexError) as err:
-        explain_bad_indices(y, v, ignore_index, prior, prior_index, cause=err)
-        raise
-
-
-def _autocast(hidden, weight, bias):
-    """Inside an autocast region, cast as F.linear would: to the region's dtype."""
-    if not torch.is_tensor(hidden) or not torch.is_autocast_enabled(hidden.device.type):
-        return hidden, weight, bias
-    dtype = torch.get_autocast_dtype(hidden.device.type)
-
-    def cast(t):
-        eligible = torch.is_tensor(t) and t.is_floating_point() and t.dtype != torch.float64
-        return t.to(dtype) if eligible else t
-
-    return cast(hidden), cast(weight), cast(bias)
-
-
-def _check_linear(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> None:
-    for name, t in (("hidden", hidden), ("weight", weight), ("bias", bias)):
-        if t is None and name == "bias":
-            continue
-        if not torch.is_tensor(t) or not t.is_floating_point():
-            raise TypeError(
-                f"{name} must be a floating-point tensor, got "
-                f"{getattr(t, 'dtype', type(t).__name__)}"
-            )
-    check_target_dtype(targets)
-    if weight.dim() != 2 or weight.shape[0] < 1:
-        raise ValueError(f"weight must be shaped (V, D) with V >= 1, got {tuple(weight.shape)}")
-    v, d = weight.shape
-    if hidden.dim() < 1 or hidden.shape[-1] != d or hidden.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"hidden must be shaped (..., {d}) and targets (...): got hidden "
-            f"{tuple(hidden.shape)} and targets {tuple(targets.shape)}"
-        )
-    if bias is not None and bias.shape != (v,):
-        raise ValueError(f"bias must be shaped ({v},), got {tuple(bias.shape)}")
-    dtypes = {hidden.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
-    if len(dtypes) > 1:
-        raise TypeError(
-            f"hidden, weight and bias must share one dtype (as F.linear requires), got "
-            f"{', '.join(sorted(str(t) for t in dtypes))}"
-        )
-    devices = {hidden.device, weight.device, targets.device}
-    if bias is not None:
-        devices.add(bias.device)
-    if len(devices) > 1:
-        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")

@@ -18,15 +18,17 @@ from adaptls.checks import (
     check_positive,
     check_probability,
 )
-from adaptls.losses._fused import explain_bad_indices, fused_soft_target_cross_entropy
+from adaptls.losses._fused import fused_soft_target_cross_entropy
 from adaptls.losses._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
-from adaptls.losses.linear import explained_indices, flatten_linear_inputs
-from adaptls.losses.soft_target import (
+from adaptls.losses.checks import (
     check_inputs,
     check_reduction,
     check_soft_target,
-    dense_soft_targets,
+    explain_bad_indices,
+    explained_indices,
+    flatten_linear_inputs,
 )
+from adaptls.losses.soft_target import dense_soft_targets
 from adaptls.smoothing._applied import AppliedEpsilonRecord, record_weight
 from adaptls.smoothing._declared_state import StateSpec
 from adaptls.smoothing._registry import REGISTRY, register_strategy

@@ -1,7 +1,7 @@
 """Bad input to the fused loss: a clear error naming the bad value and what is allowed.
 
 Bad index values (targets, prior_index) are named on CPU with the default settings (the
-error is explained where the index is used) and, with ``soft_target.DEBUG_CHECKS`` on,
+error is explained where the index is used) and, with ``checks.DEBUG_CHECKS`` on,
 before the loss runs (the last tests).
 """
 
@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from adaptls.losses import dense_soft_targets, soft_target, soft_target_cross_entropy
+from adaptls.losses import checks, dense_soft_targets, soft_target, soft_target_cross_entropy
 
 K = 4
 LOGITS = torch.zeros(3, K)
@@ -90,7 +90,7 @@ def test_prior_shaped_like_the_logits_is_accepted():
 
 # Index values (targets, prior_index) are not read up front by default: that is a host
 # sync per call. On CPU a bad one fails where it is used and is then explained (the tests
-# above); soft_target.DEBUG_CHECKS checks them before the loss runs, on every device.
+# above); checks.DEBUG_CHECKS checks them before the loss runs, on every device.
 BAD_INDICES = [
     ({"targets": torch.tensor([0, 4, 1])}, r"target 4 .* allowed are 0\.\.3"),
     ({"targets": torch.tensor([-1, 0, 1])}, r"target -1 .*ignore_index=-100"),
@@ -103,7 +103,7 @@ BAD_INDICES = [
 
 @pytest.mark.parametrize(("overrides", "message"), BAD_INDICES)
 def test_debug_checks_name_bad_indices_before_the_loss_runs(overrides, message, monkeypatch):
-    monkeypatch.setattr(soft_target, "DEBUG_CHECKS", True)
+    monkeypatch.setattr(checks, "DEBUG_CHECKS", True)
 
     def not_reached(*args, **kwargs):
         raise AssertionError("the loss ran before the indices were checked")
@@ -114,7 +114,7 @@ def test_debug_checks_name_bad_indices_before_the_loss_runs(overrides, message, 
 
 
 def test_debug_checks_follow_the_environment_variable():
-    code = "from adaptls.losses import soft_target; print(soft_target.DEBUG_CHECKS)"
+    code = "from adaptls.losses import checks; print(checks.DEBUG_CHECKS)"
     for value, expected in (("1", "True"), ("", "False")):
         env = dict(os.environ, ADAPTLS_DEBUG_CHECKS=value)
         out = subprocess.run(

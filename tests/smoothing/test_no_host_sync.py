@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptls.losses import soft_target
+from adaptls.losses import checks
 from adaptls.smoothing import (
     ClassFrequencySmoothing,
     ConfidenceSmoothing,
@@ -70,7 +70,7 @@ def test_the_guard_catches_host_reads(no_host_reads, host_read_error):
 def test_debug_checks_are_where_the_host_reads_are(monkeypatch, no_host_reads, host_read_error):
     # DEBUG_CHECKS trades a host read per call for up-front errors
     logits, targets = batch()
-    monkeypatch.setattr(soft_target, "DEBUG_CHECKS", True)
+    monkeypatch.setattr(checks, "DEBUG_CHECKS", True)
     with no_host_reads(), pytest.raises(host_read_error):
         soft_target_cross_entropy(logits, targets, 0.1)
 
@@ -145,6 +145,6 @@ def test_linear_debug_checks_are_where_the_host_reads_are(
     strategy = strategies()["uniform"]
     hidden, weight = torch.randn(8, 3), torch.randn(K, 3)
     targets = torch.arange(8)
-    monkeypatch.setattr(soft_target, "DEBUG_CHECKS", True)
+    monkeypatch.setattr(checks, "DEBUG_CHECKS", True)
     with no_host_reads(), pytest.raises(host_read_error):
         strategy.linear_loss(hidden, weight, targets)
