@@ -308,6 +308,14 @@ class SmoothingClassifier(pl.LightningModule):
             )
 
     # ------------------------------------------------------------------ evaluation
+    def on_validation_start(self) -> None:
+        # val/loss is the strategy's loss, so its epsilon schedule needs its epoch before the
+        # first validation pass: fit's sanity check runs before on_train_start (after a
+        # resume, at the restored epoch), and a validate of a module that never trained
+        # starts no epoch. A later validate keeps the epoch training ended with.
+        if self.trainer.state.fn == TrainerFn.FITTING or self.strategy.max_epochs is None:
+            self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
         logits = self(x)
