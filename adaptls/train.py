@@ -83,14 +83,16 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
         num_classes=datamodule.num_classes,
     )
     trial = call_partial(cfg, "optimizer", optimizer, net.parameters())
-    if mix is not None:
-        call_partial(
-            cfg,
-            "mix",
-            mix.check_input_shape,
-            tuple(datamodule.input_shape),
-            token_ids=getattr(datamodule, "token_ids", False),
-        )
+    if mix is not None:  # the line names both options: the mixer and the data it refuses
+        try:
+            mix.check_input_shape(
+                tuple(datamodule.input_shape), token_ids=getattr(datamodule, "token_ids", False)
+            )
+        except ValueError as err:
+            raise ConfigError(
+                f"mix={chosen_option(cfg, 'mix')} cannot mix data={chosen_option(cfg, 'data')}"
+                f" (inputs {tuple(datamodule.input_shape)}): {err}"
+            ) from None
     trial_schedule = None if scheduler is None else call_partial(cfg, "scheduler", scheduler, trial)
 
     # Built, not started: a logger's run begins in `train`, once everything is validated.
