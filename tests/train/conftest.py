@@ -21,6 +21,9 @@ from omegaconf import DictConfig, open_dict
 
 from adaptls.train import CONFIG_DIR
 
+# The combination tests import their generator (combinations.py) from this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 # One epoch of two batches: seconds per run.
 TINY = [
     "trainer.max_epochs=1",
