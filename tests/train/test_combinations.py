@@ -70,6 +70,10 @@ TINY_LM = [
 ]
 
 
+# Figures every run reports, on any data.
+CORE = ("acc", "nll", "ece", "brier")
+
+
 def tiny_data() -> list[str]:
     return [f"{key}={value}" for key, value in SMALL.items()]
 
@@ -86,10 +90,14 @@ def check_run(metrics: dict, name: str) -> None:
     """What every run reports: the strategy's summary, finite validation (val/loss, the
     strategy's own loss, included) and test figures."""
     assert metrics["strategy"]["name"] == name
-    assert "val/loss" in metrics["val"]
     for stage in ("val", "test"):
-        bad = {k: v for k, v in metrics[stage].items() if not math.isfinite(v)}
+        figures = metrics[stage]
+        # null: a figure undefined on this data (a frequency group without classes)
+        bad = {k: v for k, v in figures.items() if v is not None and not math.isfinite(v)}
         assert not bad, f"smoothing={name}: non-finite {stage} figures {bad}"
+        for key in CORE:
+            assert figures[f"{stage}/{key}"] is not None, f"smoothing={name}: no {stage}/{key}"
+    assert metrics["val"]["val/loss"] is not None
     amount = metrics["strategy"]["smoothing/applied_epsilon"]
     assert amount is None or 0.0 <= amount < 1.0
 
