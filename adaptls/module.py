@@ -311,8 +311,8 @@ class SmoothingClassifier(pl.LightningModule):
     def on_validation_start(self) -> None:
         # val/loss is the strategy's loss, so its epsilon schedule needs its epoch before the
         # first validation pass: fit's sanity check runs before on_train_start (after a
-        # resume, at the restored epoch), and a validate of a module that never trained
-        # starts no epoch. A later validate keeps the epoch training ended with.
+        # resume, at the checkpoint's epoch: its weights'), and a validate of a module that
+        # never trained starts no epoch. A later validate keeps the epoch training ended with.
         if self.trainer.state.fn == TrainerFn.FITTING or self.strategy.max_epochs is None:
             self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
