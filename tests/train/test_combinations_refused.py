@@ -16,7 +16,7 @@ from combinations import (
     strategies_needing_the_run_length,
 )
 
-from adaptls.config import ConfigError
+from adaptls.run.config import ConfigError
 from adaptls.train import train
 
 # A run given only a number of steps: Lightning's max_epochs=-1.
