@@ -47,6 +47,7 @@ SMALL = {
     "model": "mlp",
     "model.hidden": "[32]",
 }
+SYNTHETIC = OmegaConf.load(Path(CONFIG_DIR) / "data" / "synthetic.yaml")
 # One epoch of two batches (validation, test and the sanity check: two batches each).
 EPOCHS = 1
 ONE_EPOCH = [
@@ -150,7 +151,7 @@ def _mix_data(mixer: str) -> list[str]:
     mixer that needs series or images, CutMix: MNIST-1D)."""
     target = get_class(OmegaConf.load(Path(CONFIG_DIR) / "mix" / f"{mixer}.yaml")["_target_"])
     try:
-        target().check_input_shape(SyntheticDataModule(dim=20).input_shape)
+        target().check_input_shape(SyntheticDataModule(dim=SYNTHETIC.dim).input_shape)
     except ValueError:
         return []
     return tiny_data()
