@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test test-fast bench lint format clean
+.PHONY: setup train test test-fast test-capabilities bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not ddp and not wandb" $(ARGS)
+
+# The numerics tests (their list: scripts/test_capabilities.py) again under each CPU
+# capability torch can use here besides the one `make test` runs; ARGS go to pytest.
+test-capabilities: setup
+	$(PY) scripts/test_capabilities.py -- $(ARGS)
 
 bench: setup
 	$(PY) scripts/bench_loss.py --threads 1 --clock cpu

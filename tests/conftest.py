@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: a guard against host reads of tensor values, a
 small text corpus through the real language-modelling pipeline, and an independent dense
-reference of the soft-target loss (the losses, smoothing and peers tests use it).
+reference of the soft-target loss (the losses, smoothing and peers tests use it). The
+session names the CPU kernels it runs on and refuses others than ATEN_CPU_CAPABILITY asks for.
 
 Handed to tests as session fixtures (test files cannot import a conftest by name under
 ``--import-mode=importlib``; session scope keeps them usable inside hypothesis tests).
@@ -9,6 +10,9 @@ Handed to tests as session fixtures (test files cannot import a conftest by name
 from __future__ import annotations
 
 import contextlib
+import getpass
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +21,45 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from adaptls.losses import _fused, _fused_linear
+
+# ATEN_CPU_CAPABILITY picks ATen's CPU kernels (scripts/test_capabilities.py).
+ASKED_CAPABILITY = os.environ.get("ATEN_CPU_CAPABILITY")
+if ASKED_CAPABILITY:
+    # Inductor's on-disk cache is not keyed by the capability: code generated under one and
+    # served from the cache under another crashed (AVX-512, then AVX2: a segfault) or failed
+    # to build (then default: at::vec undeclared). One cache per capability; a
+    # TORCHINDUCTOR_CACHE_DIR set by the caller is kept.
+    try:
+        _user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in this container
+        _user = str(os.getuid())
+    os.environ.setdefault(
+        "TORCHINDUCTOR_CACHE_DIR",
+        os.path.join(tempfile.gettempdir(), f"torchinductor_{_user}_{ASKED_CAPABILITY}"),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # torch ignores a value it does not know (with a warning) and cannot raise the capability
+    # above the CPU's: such a session would test other kernels than the ones asked for.
+    running = torch.backends.cpu.get_cpu_capability()
+    if ASKED_CAPABILITY and running.lower() != ASKED_CAPABILITY:
+        raise pytest.UsageError(
+            f"ATEN_CPU_CAPABILITY={ASKED_CAPABILITY!r}, but torch runs {running} kernels: "
+            "use 'default', 'avx2' or 'avx512' (lower-case), at most the CPU's own"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    running = torch.backends.cpu.get_cpu_capability()
+    if not ASKED_CAPABILITY:
+        return f"cpu capability: {running} (ATEN_CPU_CAPABILITY unset: the CPU's own)"
+    cache = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    return (
+        f"cpu capability: {running} (ATEN_CPU_CAPABILITY={ASKED_CAPABILITY}; "
+        f"inductor cache {cache})"
+    )
+
 
 aten = torch.ops.aten
 # Operations that read a tensor's values on the host (on a GPU, each one is a device sync).
