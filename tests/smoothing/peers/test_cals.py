@@ -240,20 +240,21 @@ def test_schedule_scales_the_penalty(batch, kept):
 
 # ---------------------------------------------------------------------------- the updates
 def test_one_pass_by_hand():
-    """margin 2, K 3. Row [4, 0, 0]: h = [-1, 1, 1]; row [0, 2, 0]: h = [0, -1, 0]. With
-    lambda 1e-6 and rho 1, P' = [0, 1, 1] + 1e-6 and [1e-6, 0, 1e-6], clamped to >= 1e-6."""
+    """margin 2, K 3. Row [4, 1, 0]: h = [-1, 0.5, 1]; row [0, 2, 0]: h = [0, -1, 0]. With
+    lambda 1e-6 and rho 1, P' = [0, 0.5, 1] + 1e-6 and [1e-6, 0, 1e-6], clamped to >= 1e-6.
+    No class's mean h sits on the rho step's threshold (0.9 * max(prev, 0))."""
     strategy = built(3, margin=2.0, rho_step=2)
-    x = torch.tensor([[4.0, 0, 0], [0, 2, 0], [9, 9, 9]], dtype=torch.float64)
+    x = torch.tensor([[4.0, 1, 0], [0, 2, 0], [9, 9, 9]], dtype=torch.float64)
     y = torch.tensor([0, 1, IGNORE])  # the ignored row counts nowhere
     validate(strategy, [(x, y)], epoch=0)
     e = 1e-6
-    torch.testing.assert_close(strategy.lambdas, torch.tensor([e, 0.5 + e, 0.5 + e]).double())
-    torch.testing.assert_close(strategy.prev_constraint, torch.tensor([-0.5, 0, 0.5]).double())
+    torch.testing.assert_close(strategy.lambdas, torch.tensor([e, 0.25 + e, 0.5 + e]).double())
+    torch.testing.assert_close(strategy.prev_constraint, torch.tensor([-0.5, -0.25, 0.5]).double())
     assert strategy.rhos.tolist() == [1, 1, 1]  # epoch 0: (0 + 1) % 2 != 0
     # Epoch 1, the same rows: lambda from the new multipliers; rho steps ((1 + 1) % 2 == 0)
-    # where the mean h (again [-0.5, 0, 0.5]) > 0.9 * max(prev, 0) = [0, 0, 0.45].
+    # where the mean h (again [-0.5, -0.25, 0.5]) > 0.9 * max(prev, 0) = [0, 0, 0.45].
     validate(strategy, [(x, y)], epoch=1)
-    torch.testing.assert_close(strategy.lambdas, torch.tensor([e, 0.75 + e, 1 + e]).double())
+    torch.testing.assert_close(strategy.lambdas, torch.tensor([e, 0.375 + e, 1 + e]).double())
     torch.testing.assert_close(strategy.rhos, torch.tensor([1, 1, 1.2]).double())
     assert int(strategy.rho_epoch) == 1
     for name in ("val_grad_sum", "val_constraint_sum", "val_rows"):
