@@ -14,7 +14,9 @@ tests under every capability on one machine shows three CPUs' kernels.
 
 Without ``--capabilities`` the run skips the capability torch uses under the current
 environment: ``make test`` runs the whole suite under it, and CI runs ``make test`` first,
-so repeating it here would only add its minutes. A capability is run only where torch
+so repeating it here would only add its minutes. Every test in the list runs, the slow and
+multi-process ones too: torch.compile generates code for the capability in use, and the
+ranks' sums round with its kernels. A capability is run only where torch
 reports it back (``torch.backends.cpu.get_cpu_capability()``), so ``avx512`` drops out on a
 CPU or a torch build without it; one asked for by name that torch does not honour is an
 error, as is (tests/conftest.py) a session whose kernels are not the ones asked for.
