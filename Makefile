@@ -7,6 +7,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_REPORT ?= docs/performance.md
 
 .PHONY: setup train test test-fast test-capabilities bench lint format clean
 
@@ -33,11 +34,13 @@ test-fast: setup
 test-capabilities: setup
 	$(PY) scripts/test_capabilities.py -- $(ARGS)
 
+# Each script prints its tables and writes them, with the machine and the date, into its
+# own section of $(BENCH_REPORT) (scripts/bench_report.py), leaving the other sections.
 bench: setup
-	$(PY) scripts/bench_loss.py --threads 1 --clock cpu
-	$(PY) scripts/bench_linear.py --repeats 3 --skip-info
-	$(PY) scripts/bench_metrics.py --threads 1
-	$(PY) scripts/bench_overhead.py --repeats 21 --train-only
+	$(PY) scripts/bench_loss.py --threads 1 --clock cpu --report $(BENCH_REPORT)
+	$(PY) scripts/bench_linear.py --repeats 3 --skip-info --report $(BENCH_REPORT)
+	$(PY) scripts/bench_metrics.py --threads 1 --report $(BENCH_REPORT)
+	$(PY) scripts/bench_overhead.py --repeats 21 --train-only --report $(BENCH_REPORT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_report
 from bench_loss import proc_status_kib, reset_peak_rss, sync
 
 from adaptls.smoothing import (
@@ -257,4 +258,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    bench_report.run(
+        main,
+        "bench_linear",
+        "Fused classifier + smoothed loss at vocabulary scale (`scripts/bench_linear.py`)",
+    )

@@ -41,6 +41,7 @@ import time
 import warnings
 from collections.abc import Callable
 
+import bench_report  # scripts/, this script's directory, is on sys.path
 import torch
 import torch.nn.functional as F
 
@@ -282,4 +283,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    bench_report.run(
+        main, "bench_loss", "Smoothed loss vs PyTorch's label smoothing (`scripts/bench_loss.py`)"
+    )

@@ -30,6 +30,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import bench_report  # scripts/, this script's directory, is on sys.path
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
@@ -163,4 +164,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    bench_report.run(
+        main, "bench_metrics", "Calibration metrics vs torchmetrics (`scripts/bench_metrics.py`)"
+    )

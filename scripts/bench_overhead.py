@@ -45,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bench_report  # scripts/, this script's directory, is on sys.path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -199,4 +200,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    bench_report.run(
+        main,
+        "bench_overhead",
+        "Framework overhead: adaptls vs a plain LightningModule (`scripts/bench_overhead.py`)",
+    )
