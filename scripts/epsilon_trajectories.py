@@ -2,10 +2,13 @@
 
     python scripts/epsilon_trajectories.py SWEEP_DIR... --out trajectories.png
 
-Reads the per-step ``smoothing/epsilon`` that every strategy logs (``logger=csv`` writes
-it to ``<run>/csv/version_*/metrics.csv``), takes its last value in each epoch, and draws
-one line per group (mean over seeds, band = min..max). The schedule factor is not in
-``smoothing/epsilon`` for fixed strategies, so their lines are flat.
+Reads the ``smoothing/epsilon`` a strategy logs at the logger's steps (``logger=csv``
+writes it to ``<run>/csv/version_*/metrics.csv``), takes its last value in each epoch, and
+draws one line per group (mean over seeds, band = min..max). That value is the epsilon
+applied, the schedule's factor s(epoch) included (``SmoothingStrategy.log_values``), so a
+uniform run with ``smoothing.schedule=cosine`` follows its schedule and a constant one is
+flat. Only uniform, online, self_distill and feedback log ``smoothing/epsilon``; groups
+whose runs log none (class_frequency, confidence, the calibration losses) get no line.
 """
 
 from __future__ import annotations

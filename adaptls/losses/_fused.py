@@ -47,23 +47,11 @@ from torch.autograd.function import once_differentiable
 from adaptls.losses.checks import explain_bad_indices
 
 # ---------------------------------------------------------------------------- sizes
-# Measured on a 2-core EPYC (512 KiB L2 per core, 16 MiB L3) shared with other jobs: fp32
-# forward + backward of uniform smoothing over F.cross_entropy(label_smoothing=0.1), the
-# ways side by side in one process (PyTorch's own time varies by up to 2x between runs,
-# so compare within a row):
-#
-#   one thread, CPU time   tiny   one pass  chunks of 256 Ki elements
-#   128 x 10               0.86x  1.12x     1.14x
-#   1024 x 10              0.88x  1.06x     1.08x
-#   256 x 100              0.92x  1.06x     1.06x
-#   4096 x 100             0.53x  0.34x     0.35x
-#   65536 x 10             0.70x  0.57x     0.58x
-#   1024 x 1000            0.57x  0.25x     0.28x
-#   8192 x 1000            0.55x  0.44x     0.34x
-#   1024 x 32000           1.02x  0.51x     0.46x
-#   two threads, wall time
-#   8192 x 1000                   0.53x     0.41x
-#   1024 x 32000                  0.53x     0.49x
+# The three ways (tiny, one pass, chunks) were timed side by side against
+# F.cross_entropy(label_smoothing=0.1), fp32 forward + backward (the table is in
+# docs/performance.md, "Earlier records"): the tiny path wins at a few thousand logits,
+# where per-call overhead is the whole cost; one pass and cache-sized chunks win from a
+# few tens of thousands on, chunks at the largest sizes.
 #
 # CPU: problems of at most this many logits run as the tiny path (32 Ki elements; the
 # name is older than that path: tests shrink both constants together to cross chunk
@@ -75,15 +63,14 @@ _MIN_CHUNK_ELEMENTS = 1 << 15
 # read of the logits and the write of the gradient go to memory (see the table); passes
 # that need a buffer besides the gradient (prior rows, float32 work rows) take chunks of
 # at most this size and 1/16 of the logits (down to 1/4 of this size), so the buffer adds
-# at most max(L / 16, 256 KiB) to the peak (per-row priors from a table at 4096 x 100:
-# 0.76x PyTorch's time with 64 Ki-element chunks, 1.16x with 16 chunks).
+# at most max(L / 16, 256 KiB) to the peak (smaller chunks than that cost time: many more
+# operations per call).
 #
 # With more threads every operation ends with a barrier across them, and on a machine
 # that other jobs load, a thread waits there until the others are scheduled again: many
-# small operations cost many such waits. Measured with two threads under a load of 3 on
-# the 2 cores, wall time: 2.2x PyTorch's at 1024 x 32000 in chunks of 512 Ki elements
-# (~800 operations), against 0.53x-0.49x for one pass or chunks on the same machine when
-# idle. So with several threads, passes without a buffer run as one pass over the whole
+# small operations cost many such waits (with two threads on a loaded machine, hundreds
+# of chunk operations took several times the time of one pass; docs/performance.md). So
+# with several threads, passes without a buffer run as one pass over the whole
 # tensor at every size (about a dozen operations, the same 1 L of memory), and those with
 # one take at most 16 chunks.
 _CHUNK_ELEMENTS = 1 << 18
@@ -177,8 +164,8 @@ def fused_soft_target_cross_entropy(
             explain_bad_indices(targets, logits.shape[-1], ignore_index, prior, prior_index, err)
             raise
     # Function.apply's Python wrapper only matters under functorch transforms (vmap, grad);
-    # elsewhere the C entry point it ends in is called directly (~13 us less per call, 6%
-    # of a 128 x 10 forward + backward on CPU).
+    # elsewhere the C entry point it ends in is called directly (the wrapper's cost is
+    # per call, so it weighs at the smallest shapes).
     apply = (
         _SoftTargetCrossEntropy.apply if torch._C._are_functorch_transforms_active() else _RAW_APPLY
     )
@@ -468,9 +455,7 @@ class _TracedSoftTargetCrossEntropy(torch.autograd.Function):
     index, so both compile to a single pass each (three reads or writes of N x K in all).
     The derived backward of the same loss in plain operations costs more (a scatter for
     the gather, a second reduction), as does PyTorch's own label smoothing, compiled (two
-    passes each way). Measured on CPU, fp32, one thread, over compiled
-    ``F.cross_entropy(label_smoothing=0.1)``: 0.93x at 8192 x 1000 and 1024 x 32000, where
-    the same loss in plain differentiable operations took 1.28x and 1.38x.
+    passes each way); the compiled rows of ``scripts/bench_loss.py`` compare them.
     """
 
     @staticmethod

@@ -59,11 +59,9 @@ from adaptls.losses._fused import _as_row_epsilon, _compute_dtype
 # vocabulary scale however the chunk is sized (one row of V = 32000 fp32 logits is 125 KiB,
 # and the 31 MiB weight that every GEMM streams evicts the chunk from a 16 MiB L3 anyway),
 # so cache residency does not set the size here as it does in the unfused kernel (_fused);
-# GEMM efficiency and memory do. Measured on this 2-core machine (AMD EPYC; others' jobs
-# running, so one thread and its CPU time, median of 3) at N = 2048, D = 256, V = 32000,
-# fp32 forward + backward, uniform 0.1, by rows per chunk: 32: 2.81 s, 64: 2.28 s,
-# 128: 2.00 s, 256: 1.89 s, 512: 1.79 s (torch's chunked F.linear_cross_entropy: 3.71 s).
-# Past ~256 rows the gain is a few percent for twice the buffer, so 2^23 elements (32 MiB
+# GEMM efficiency and memory do. Timed by rows per chunk (docs/performance.md, "Earlier
+# records"), the time falls steeply up to ~128 rows and then flattens: past ~256 rows the
+# gain is a few percent for twice the buffer, so 2^23 elements (32 MiB
 # fp32: 262 rows at V = 32000) per chunk, at least 64 rows.
 # CUDA (not measured: no GPU in reach when this was written): a chunk launches ~10
 # kernels of a few microseconds' overhead each, against GEMMs that an H100/H200 finishes in

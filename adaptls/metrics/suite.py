@@ -56,9 +56,8 @@ class CalibrationSuite(PredictionMetric):
     a bin (:mod:`adaptls.metrics.classwise_ece`); the rest is per-row. The bar: an update
     costs no more than the torchmetrics updates of the four figures torchmetrics has
     (accuracy, balanced accuracy, ECE, MCE in one ``MetricCollection``), although it
-    computes all of the figures above; ``scripts/bench_metrics.py`` prints the ratio (one
-    CPU thread: 0.82x, 0.63x and 0.35x at 4096 x 10, 4096 x 100 and 1024 x 1000, measured
-    2026-12-01 on a loaded 2-core machine).
+    computes all of the figures above; ``scripts/bench_metrics.py`` prints the ratio
+    (``make bench`` writes it to docs/performance.md).
     """
 
     def __init__(
