@@ -49,9 +49,9 @@ from adaptls.losses.checks import explain_bad_indices
 # ---------------------------------------------------------------------------- sizes
 # The three ways (tiny, one pass, chunks) were timed side by side against
 # F.cross_entropy(label_smoothing=0.1), fp32 forward + backward (the table is in
-# docs/performance.md, "Earlier records"): the tiny path wins at a few thousand logits,
-# where per-call overhead is the whole cost; one pass and cache-sized chunks win from a
-# few tens of thousands on, chunks at the largest sizes.
+# docs/performance.md, "Earlier records"): the tiny path wins up to a few tens of
+# thousands of logits, where per-call overhead is the whole cost; one pass and cache-sized
+# chunks win above that, chunks at the largest sizes.
 #
 # CPU: problems of at most this many logits run as the tiny path (32 Ki elements; the
 # name is older than that path: tests shrink both constants together to cross chunk
