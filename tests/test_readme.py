@@ -59,7 +59,7 @@ SKIPS = {
     "make test-fast": "runs most of the suite, of which this test is a part",
     'make test ARGS="tests/smoothing': "runs a folder of the suite, which the suite runs",
     "make test-capabilities": "runs the numerics tests once per CPU capability (minutes)",
-    "ATEN_CPU_CAPABILITY=avx2 make test": "runs the whole suite under AVX2 kernels (CI does)",
+    "ATEN_CPU_CAPABILITY=avx2 make test": "runs the whole suite (AVX2 kernels), of which this test is a part",
     "--index-url https://download.pytorch.org/whl/cpu": "installs torch from the network",
     "--index-url https://download.pytorch.org/whl/cu128": "installs the CUDA build of torch from the network (gigabytes)",
     "trainer=gpu": "needs a CUDA GPU",
