@@ -71,14 +71,9 @@ SKIPS = {
     "data.corpus=sst2": "downloads SST-2",
     "data.corpus=wikitext2": "downloads WikiText-2",
 }
-SCHEDULE_BUG = (
-    "issue 19 part 1: every non-constant smoothing.schedule crashes in the sanity check "
-    "(max_epochs unknown before the first set_epoch); remove this entry when it is fixed"
-)
-XFAILS = {
-    "smoothing.schedule=cosine": SCHEDULE_BUG,
-    "smoothing.schedule=warmup": SCHEDULE_BUG,
-}
+# Commands that fail today because of a known bug: {distinctive part: "issue: the bug"},
+# strict, so each entry fails once its bug is fixed and must then be removed.
+XFAILS: dict[str, str] = {}
 # Run twice: the first run writes last.ckpt (none there yet: it starts from scratch), the
 # second resumes from it.
 TWICE = ("ckpt_path=last",)
