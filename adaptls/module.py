@@ -19,6 +19,7 @@ from adaptls.models.linear_head import has_linear_head
 from adaptls.run.finite_loss import FiniteLossCheck
 from adaptls.run.library_shims import logs_this_step
 from adaptls.smoothing import SmoothingStrategy, ValidationPass
+from adaptls.smoothing.driver import StrategyDriver
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ Mixer = Callable[[Tensor, Tensor], Mixed]
 class SmoothingClassifier(pl.LightningModule):
     """A classifier trained with a pluggable label-smoothing strategy.
 
-    The strategy is driven only through its hooks, never by type:
+    The strategy is driven only through a :class:`~adaptls.smoothing.driver.StrategyDriver`
+    (which reaches every strategy of its tree, a composed base included), never by type:
 
     - ``setup(num_classes, class_counts)`` once, here, with the datamodule's facts;
     - ``set_epoch(epoch, max_epochs)`` at the start of every training epoch;
@@ -69,8 +71,8 @@ class SmoothingClassifier(pl.LightningModule):
 
     A model with a linear head (``features(x)`` and ``head``, see
     :mod:`adaptls.models.linear_head`; the language models) is trained through
-    ``strategy.linear_loss(hidden, head.weight, targets, bias=head.bias, indices=...)``
-    and observed through ``strategy.observe_linear(...)``, which never hold the N x V
+    ``driver.linear_loss(hidden, head.weight, targets, bias=head.bias, indices=...)``
+    and observed through ``driver.observe_linear(...)``, which never hold the N x V
     logits; ``train/acc`` is then not logged (it would need them), and batches are not
     mixed (token ids do not mix). A strategy that cannot run that way
     (``linear_unsupported``) gets the logits, with a warning. Validation and test compute
@@ -107,7 +109,8 @@ class SmoothingClassifier(pl.LightningModule):
         super().__init__()
         self.net = net
         self.strategy = strategy
-        self.strategy.setup(num_classes=num_classes, class_counts=class_counts)
+        self.driver = StrategyDriver(strategy)
+        self.driver.setup(num_classes=num_classes, class_counts=class_counts)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_classes = num_classes
@@ -126,13 +129,13 @@ class SmoothingClassifier(pl.LightningModule):
                 f"mix={self.mix!r} does not apply to {type(net).__name__}: its inputs are "
                 "token ids, which do not mix (use mix=none)"
             )
-        self.linear_head = has_linear_head(net) and strategy.linear_unsupported is None
+        self.linear_head = has_linear_head(net) and self.driver.linear_unsupported is None
         if has_linear_head(net) and not self.linear_head:
             log.warning(
                 "%s cannot use the fused linear loss (%s): training computes the full "
                 "logits of every batch instead",
                 type(strategy).__name__,
-                strategy.linear_unsupported,
+                self.driver.linear_unsupported,
             )
         self._epoch_ended = False
         self._finite_loss = FiniteLossCheck()
@@ -168,14 +171,14 @@ class SmoothingClassifier(pl.LightningModule):
         # A run resumed mid-epoch skips that epoch's on_train_epoch_start: the strategy
         # learns its epoch here (after the checkpoint is restored), and the epoch's sums
         # restored from the checkpoint move to this module's device.
-        self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
         if self._train_correct is not None:
             self._train_correct = self._train_correct.to(self.device)
         if self._train_loss is not None:
             self._train_loss = self._train_loss.to(self.device)
 
     def on_train_epoch_start(self) -> None:
-        self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+        self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self._epoch_ended = False
         self._finite_loss.reset()
         self._train_correct, self._train_rows = None, 0
@@ -188,13 +191,11 @@ class SmoothingClassifier(pl.LightningModule):
         partner = mixed.partner(indices)
         if self.linear_head:  # the N x V logits are never formed (and nothing is mixed)
             hidden, head = self.net.features(x), self.net.head
-            loss = self.strategy.linear_loss(
-                hidden, head.weight, y, bias=head.bias, indices=indices
-            )
+            loss = self.driver.linear_loss(hidden, head.weight, y, bias=head.bias, indices=indices)
             logits = None
         else:
             logits = self(mixed.x)
-            loss = self.strategy.mixed_loss(
+            loss = self.driver.mixed_loss(
                 logits, mixed.y_a, mixed.y_b, mixed.lam, indices_a=indices, indices_b=partner
             )
         # checked once per epoch (below) and before any checkpoint: a host read per step
@@ -202,11 +203,11 @@ class SmoothingClassifier(pl.LightningModule):
         self._finite_loss.record(loss, batch_idx, self.global_step)
         if logits is None:
             bias = None if head.bias is None else head.bias.detach()
-            self.strategy.observe_linear(
+            self.driver.observe_linear(
                 hidden.detach(), head.weight.detach(), y, bias=bias, indices=indices
             )
         else:
-            self.strategy.observe_mixed(
+            self.driver.observe_mixed(
                 logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
             )
             # train/acc is counted on the device and logged once per epoch: each self.log
@@ -224,7 +225,7 @@ class SmoothingClassifier(pl.LightningModule):
         self._train_batches += len(y)
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self._check_finite_loss(across_ranks=True)  # before the strategy's update
-            self.strategy.on_epoch_end()
+            self.driver.on_epoch_end()
             self._epoch_ended = True
             self._log_train_epoch()
         # This rank's loss at this step, as Lightning logs one by default (no all-reduce per
@@ -234,7 +235,7 @@ class SmoothingClassifier(pl.LightningModule):
         if logs or _progress_bar_draws(self.trainer, batch_idx):
             self.log("train/loss_step", loss, prog_bar=True)
         if logs:
-            values = self.strategy.log_values()
+            values = self.driver.log_values()
             if values:
                 self.log_dict(values, on_step=True, on_epoch=False)
         return loss
@@ -275,7 +276,7 @@ class SmoothingClassifier(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._check_finite_loss()  # an epoch ended early (max_steps) or of unknown length
         if not self._epoch_ended:  # no known last step (data of unknown length)
-            self.strategy.on_epoch_end()
+            self.driver.on_epoch_end()
             self._log_train_epoch()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -321,11 +322,11 @@ class SmoothingClassifier(pl.LightningModule):
         logits = self(x)
         # val/loss: summed on the device, logged once per validation (one self.log call
         # instead of one per batch); batches weigh by their first dimension, as Lightning's
-        self._val_loss = _accumulate(self._val_loss, self.strategy(logits, y).detach(), len(y))
+        self._val_loss = _accumulate(self._val_loss, self.driver.loss(logits, y).detach(), len(y))
         self._val_rows += len(y)
         self.val_metrics.update(logits, y)
         if self._fitting():
-            self.strategy.observe_validation(logits.detach(), y)
+            self.driver.observe_validation(logits.detach(), y)
         # Callbacks (temperature scaling, reliability diagrams) read these.
         return {"logits": logits.detach(), "targets": y}
 
@@ -337,7 +338,7 @@ class SmoothingClassifier(pl.LightningModule):
         values = self._log_suite(self.val_metrics, "val")
         if self._fitting():
             validation = ValidationPass.from_suite(values, self.val_metrics.per_class())
-            self.strategy.on_validation_end(validation)
+            self.driver.on_validation_end(validation)
         self.val_metrics.reset()
 
     def _fitting(self) -> bool:

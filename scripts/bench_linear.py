@@ -53,6 +53,7 @@ from adaptls.smoothing import (
     SmoothingStrategy,
     linear_soft_target_cross_entropy,
 )
+from adaptls.smoothing.driver import StrategyDriver
 
 FULL = (8192, 256, 32000)
 QUICK = (2048, 256, 32000)
@@ -95,8 +96,9 @@ def cases(inp: dict[str, torch.Tensor]) -> dict[str, Callable]:
     max_prob = _strategy(ConfidenceSmoothing(signal="max_prob"), v, device)
     entropy = _strategy(ConfidenceSmoothing(signal="entropy"), v, device)
     online = _strategy(OnlineSmoothing(topk=32), v, device)
-    online.observe_linear(inp["hidden"], inp["weight"], y, bias=inp["bias"])
-    online.on_epoch_end()
+    driver = StrategyDriver(online)
+    driver.observe_linear(inp["hidden"], inp["weight"], y, bias=inp["bias"])
+    driver.on_epoch_end()
     return {
         "(a) torch CE(linear) label_smoothing=0.1": lambda h, w, b: F.cross_entropy(
             F.linear(h, w, b), y, label_smoothing=EPS

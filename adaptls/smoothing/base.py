@@ -19,7 +19,7 @@ from adaptls.checks import (
     check_probability,
 )
 from adaptls.losses._fused import fused_soft_target_cross_entropy
-from adaptls.losses._fused_linear import chunk_rows, fused_linear_soft_target_cross_entropy
+from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
 from adaptls.losses.checks import (
     check_inputs,
     check_reduction,
@@ -76,7 +76,9 @@ class SmoothingStrategy(AppliedEpsilonRecord):
     and returns a :class:`SoftTarget`. The loss is always the fused
     :func:`~adaptls.smoothing.soft_target_cross_entropy`; no strategy builds t itself.
 
-    Hooks, all no-ops by default, called by the training loop:
+    Hooks, all no-ops by default, called by the training loop through a
+    :class:`~adaptls.smoothing.driver.StrategyDriver`, which calls each on every strategy
+    of the strategy tree (a wrapper's base included, parent first):
 
     - :meth:`set_epoch` at the start of each training epoch (drives the epsilon schedule);
     - :meth:`observe` after each training step (stateful strategies collect statistics;
@@ -95,11 +97,10 @@ class SmoothingStrategy(AppliedEpsilonRecord):
     record), :meth:`figures` (pictures for the run's ``plots/``), :meth:`smoothing_amount`
     (the comparison's x axis) and ``search_space`` (the default of ``hparams_search``).
 
-    Other entry points: :meth:`linear_loss` and :meth:`observe_linear` take the classifier
-    layer's inputs instead of the (N, V) logits (language models; a strategy that cannot
-    run this way says why in :attr:`linear_unsupported`, one whose smoothing reads logit
-    values overrides :meth:`linear_flat_loss`); :meth:`mixed_loss` and
-    :meth:`observe_mixed` take a mixed batch (mixup, cutmix).
+    Other entry points: :meth:`linear_loss` takes the classifier layer's inputs instead of
+    the (N, V) logits (language models; a strategy that cannot run this way says why in
+    :attr:`linear_unsupported`, one whose smoothing reads logit values overrides
+    :meth:`linear_flat_loss`); :meth:`mixed_loss` takes a mixed batch (mixup, cutmix).
 
     State: a strategy declares each piece once with :meth:`add_state` (its default value,
     and ``reduce="sum"`` for per-rank statistics of an epoch; the mechanism is
@@ -316,31 +317,6 @@ class SmoothingStrategy(AppliedEpsilonRecord):
             )
 
     @torch.no_grad()
-    def observe_linear(
-        self,
-        hidden: Tensor,
-        weight: Tensor,
-        targets: Tensor,
-        *,
-        bias: Tensor | None = None,
-        indices: Tensor | None = None,
-    ) -> None:
-        """:meth:`observe` of ``F.linear(hidden, weight, bias)``, the logits computed chunk
-        by chunk of rows (as many rows as the linear loss's chunks): memory O(rows V),
-        never N x V. Exact because observed statistics are sums over rows. A no-op when the
-        strategy does not override :meth:`observe`, and outside training."""
-        if type(self).observe is SmoothingStrategy.observe or not self.training:
-            return
-        h, w, b, y = flatten_linear_inputs(hidden, weight, bias, targets, self.ignore_index)
-        idx = _flat_indices(indices, y)
-        n = y.numel()
-        step = chunk_rows(n, w.shape[0], h.device)
-        for s in range(0, n, step):
-            e = min(s + step, n)
-            logits = torch.nn.functional.linear(h[s:e], w, b)
-            self.observe(logits, y[s:e], None if idx is None else idx[s:e])
-
-    @torch.no_grad()
     def soft_targets(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
     ) -> Tensor:
@@ -400,33 +376,6 @@ class SmoothingStrategy(AppliedEpsilonRecord):
         with record_weight(self, 1.0 - lam):
             loss_b = self(logits, targets_b, reduction, indices=indices_b)
         return lam * loss_a + (1.0 - lam) * loss_b
-
-    def observe_mixed(
-        self,
-        logits: Tensor,
-        targets_a: Tensor,
-        targets_b: Tensor,
-        lam: float,
-        indices_a: Tensor | None = None,
-        indices_b: Tensor | None = None,
-    ) -> None:
-        """:meth:`observe` for a mixed batch: each row counts as its *dominant* constituent
-        (``targets_a`` where lam >= 0.5, else ``targets_b``), with the logits of the mixed
-        input.
-
-        Why the dominant label: a mixed input is an augmented view of the sample that
-        makes up most of it (lam ~ Beta(alpha, alpha) with alpha <= 1 puts most of its
-        mass near 0 and 1), so statistics keyed by label or sample (online smoothing's
-        class rows, self-distillation's stored predictions) keep being collected on
-        every batch, also when every batch is mixed (collecting from unmixed batches only
-        would then collect nothing). Online smoothing still counts a row only where the
-        prediction equals that label. The price: predictions on mixed inputs are softer
-        than on clean ones, so such statistics are softer too.
-        """
-        if lam >= 0.5:
-            self.observe(logits, targets_a, indices_a)
-        else:
-            self.observe(logits, targets_b, indices_b)
 
     # ------------------------------------------------------------------ hooks
     #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).

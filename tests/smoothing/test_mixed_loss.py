@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.peers._calibration import CalibrationLoss
 from adaptls.smoothing.validation_pass import ValidationPass
 
@@ -119,11 +120,12 @@ def test_applied_epsilon_counts_each_mixed_row_once(lam):
 
 def test_applied_epsilon_of_a_composed_base_counts_rows_once():
     strategy = STRATEGIES["mdca"](base={"name": "uniform", "epsilon": 0.2})
-    strategy.setup(num_classes=K, class_counts=COUNTS)
+    driver = StrategyDriver(strategy)
+    driver.setup(num_classes=K, class_counts=COUNTS)
     strategy.train()
     logits, y_a, y_b, _, _ = batch(seed=5)
-    strategy.mixed_loss(logits.requires_grad_(), y_a, y_b, 0.4)
-    strategy.on_epoch_end()
+    driver.mixed_loss(logits.requires_grad_(), y_a, y_b, 0.4)
+    driver.on_epoch_end()
     assert float(strategy.base.applied_rows_total) == pytest.approx(N)
     assert strategy.base.smoothing_amount() == pytest.approx(0.2)
 
@@ -134,7 +136,7 @@ def test_stateful_strategies_observe_the_dominant_constituent(name, lam, dominan
     logits, y_a, y_b, idx_a, idx_b = batch(seed=6)
     logits[torch.arange(N), y_a if dominant == "a" else y_b] += 5
     mixed, plain = trained(name), trained(name)
-    mixed.observe_mixed(logits, y_a, y_b, lam, idx_a, idx_b)
+    StrategyDriver(mixed).observe_mixed(logits, y_a, y_b, lam, idx_a, idx_b)
     if dominant == "a":
         plain.observe(logits, y_a, idx_a)
     else:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from adaptls.smoothing import OnlineSmoothing, soft_target_cross_entropy
 from adaptls.smoothing._topk_labels import merge_slots
+from adaptls.smoothing.driver import StrategyDriver
 
 # S is float32 state whose rows sum to 1 within ~K 2^-24; the dense and top-k losses use
 # it through different (equivalent) formulas, so they agree to ~max|z| K 2^-24.
@@ -195,7 +196,7 @@ def test_vocabulary_scale_never_builds_k_by_k(allocations):
     strategy = make(v, topk=k)
     w = weight.clone().requires_grad_()
     with allocations() as mode:
-        strategy.observe_linear(hidden, weight, targets)
+        StrategyDriver(strategy).observe_linear(hidden, weight, targets)
         strategy.on_epoch_end()
         strategy.linear_loss(hidden, w, targets).backward()
     assert mode.largest <= n * v  # at most one batch of logits (observe), never V x V

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adaptls.smoothing import STRATEGIES, EpsilonSchedule
+from adaptls.smoothing.driver import StrategyDriver
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def test_bad_schedules_are_rejected_with_the_allowed_values(spec) -> None:
 
 def _built(name: str, schedule):
     strategy = STRATEGIES[name](schedule=schedule)
-    strategy.setup(num_classes=5, class_counts=[40, 30, 20, 10, 5])
+    StrategyDriver(strategy).setup(num_classes=5, class_counts=[40, 30, 20, 10, 5])
     return strategy
 
 
@@ -58,9 +59,10 @@ def test_every_strategy_composes_with_a_schedule(name: str) -> None:
     )
     for s in (plain, scheduled):
         s.train()
-        s.observe(logits, targets, indices)
-        s.on_epoch_end()
-        s.set_epoch(2, max_epochs=4)
+        driver = StrategyDriver(s)
+        driver.observe(logits, targets, indices)
+        driver.on_epoch_end()
+        driver.set_epoch(2, max_epochs=4)
     try:
         t_plain = plain.soft_targets(logits, targets, indices)
     except NotImplementedError as err:  # focal-type losses: their schedule scales gamma,
@@ -83,11 +85,12 @@ def test_the_logged_epsilon_is_the_applied_one(name: str) -> None:
     for schedule in (None, {"name": "step", "milestones": [1], "gamma": 0.5}):
         s = _built(name, schedule)
         s.train()
-        s.set_epoch(0, max_epochs=4)
+        driver = StrategyDriver(s)
+        driver.set_epoch(0, max_epochs=4)
         s(logits, targets, indices=indices)
-        s.observe(logits, targets, indices)
-        s.on_epoch_end()
-        s.set_epoch(2, max_epochs=4)
+        driver.observe(logits, targets, indices)
+        driver.on_epoch_end()
+        driver.set_epoch(2, max_epochs=4)
         s(logits, targets, indices=indices)
         logged.append({k: float(v) for k, v in s.log_values().items() if "epsilon" in k})
     plain, scheduled = logged

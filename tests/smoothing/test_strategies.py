@@ -16,6 +16,7 @@ from adaptls.smoothing import (
     SmoothingStrategy,
     UniformSmoothing,
 )
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 6
 COUNTS = [500, 200, 90, 40, 12, 3]
@@ -37,8 +38,9 @@ HPARAMS = {
 
 def make(name: str) -> SmoothingStrategy:
     strategy = STRATEGIES[name](**HPARAMS.get(name, {}))
-    strategy.setup(num_classes=K, class_counts=COUNTS)
-    strategy.set_epoch(0, 3)
+    driver = StrategyDriver(strategy)
+    driver.setup(num_classes=K, class_counts=COUNTS)
+    driver.set_epoch(0, 3)
     return strategy
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
+from adaptls.smoothing.driver import StrategyDriver
 
 K, D = 9, 4
 COUNTS = [300, 120, 80, 40, 20, 9, 4, 2, 1]
@@ -52,8 +53,9 @@ def batch(seed=0):
 
 def make(name, **overrides) -> SmoothingStrategy:
     strategy = STRATEGIES[name](**overrides)
-    strategy.setup(num_classes=K, class_counts=COUNTS)
-    strategy.set_epoch(0, max_epochs=4)
+    driver = StrategyDriver(strategy)
+    driver.setup(num_classes=K, class_counts=COUNTS)
+    driver.set_epoch(0, max_epochs=4)
     return strategy
 
 
@@ -138,14 +140,16 @@ def test_observe_linear_leaves_the_state_observe_leaves(name, chunk_rows):
     for seed in range(2):
         hidden, weight, bias, targets, indices = batch(seed)
         with chunk_rows(5):
-            fused.observe_linear(hidden, weight, targets, bias=bias, indices=indices)
-        unfused.observe(F.linear(hidden, weight, bias), targets, indices)
+            StrategyDriver(fused).observe_linear(
+                hidden, weight, targets, bias=bias, indices=indices
+            )
+        StrategyDriver(unfused).observe(F.linear(hidden, weight, bias), targets, indices)
     for state in fused._states:
         torch.testing.assert_close(
             getattr(fused, state), getattr(unfused, state), equal_nan=True, **TOL
         )
-    fused.on_epoch_end()
-    unfused.on_epoch_end()
+    StrategyDriver(fused).on_epoch_end()
+    StrategyDriver(unfused).on_epoch_end()
     for state in fused._states:
         torch.testing.assert_close(
             getattr(fused, state), getattr(unfused, state), equal_nan=True, **TOL
@@ -164,7 +168,7 @@ def test_observe_linear_never_builds_all_the_logits(monkeypatch, chunk_rows):
 
     monkeypatch.setattr(type(strategy), "observe", spy)
     with chunk_rows(5):
-        strategy.observe_linear(hidden, weight, targets, bias=bias)
+        StrategyDriver(strategy).observe_linear(hidden, weight, targets, bias=bias)
     assert seen == [5, 5, 5, 5, 1]
 
 
@@ -172,8 +176,8 @@ def test_observe_linear_is_a_no_op_without_observe_or_outside_training(monkeypat
     hidden, weight, bias, targets, _ = batch()
     calls = []
     monkeypatch.setattr(F, "linear", lambda *a, **k: calls.append(1))
-    make("uniform").observe_linear(hidden, weight, targets, bias=bias)
-    make("online").eval().observe_linear(hidden, weight, targets, bias=bias)
+    StrategyDriver(make("uniform")).observe_linear(hidden, weight, targets, bias=bias)
+    StrategyDriver(make("online").eval()).observe_linear(hidden, weight, targets, bias=bias)
     assert calls == []
 
 

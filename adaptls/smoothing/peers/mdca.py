@@ -3,7 +3,7 @@ CVPR 2022), as an auxiliary term on top of any strategy."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +16,6 @@ from adaptls.smoothing.peers._calibration import (
     compute_dtype,
     counted_rows,
 )
-from adaptls.smoothing.validation_pass import ValidationPass
 
 BaseSpec = SmoothingStrategy | str | Mapping[str, Any] | None
 
@@ -41,8 +40,9 @@ class MDCA(CalibrationLoss):
       (``+smoothing@smoothing.base=uniform``), which Hydra instantiates first.
 
     The base is a child module (its state is in this module's ``state_dict`` under
-    ``base.``); :meth:`setup` and every hook (``set_epoch``, ``observe``,
-    ``on_epoch_end``, ``on_validation_end``) reach it, ``log_values`` reports its
+    ``base.``); every hook reaches it by construction (the
+    :class:`~adaptls.smoothing.driver.StrategyDriver` visits the strategy tree: this
+    strategy, then its base), ``log_values`` reports its
     figures next to ``smoothing/mdca``, and :meth:`soft_targets` returns the base's (the
     target of the classification term; focal-type bases have none and raise). A base
     built here takes this strategy's ``ignore_index``; a given instance must agree.
@@ -72,29 +72,6 @@ class MDCA(CalibrationLoss):
         self.beta = check_nonnegative("beta", beta)
         self.base = _build_base(base, self.ignore_index)
         self._base_given = base is not None
-
-    # ------------------------------------------------------------------ forwarded hooks
-    def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
-        super().setup(num_classes, class_counts)
-        self.base.setup(num_classes, class_counts)
-
-    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
-        super().set_epoch(epoch, max_epochs)
-        self.base.set_epoch(epoch, max_epochs)
-
-    # Each hook runs this strategy's own part first, then the base's: the same order on
-    # every rank, so collectives in either (state reduced at the epoch's end) pair up.
-    def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
-        super().observe(logits, targets, indices)
-        self.base.observe(logits, targets, indices)
-
-    def on_epoch_end(self) -> None:
-        super().on_epoch_end()
-        self.base.on_epoch_end()
-
-    def on_validation_end(self, validation: ValidationPass) -> None:
-        super().on_validation_end(validation)
-        self.base.on_validation_end(validation)
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from adaptls.run.config import instantiate_group
 from adaptls.smoothing import MDCA, FocalLoss, OnlineSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.train import CONFIG_DIR
 
 CLASSES = [2, 10, 1000]
@@ -56,7 +57,7 @@ def reference(x, y, *, kept, loss="NLL", beta=1.0, alpha=0.1, gamma=1.0):
 
 def built(k, **hparams):
     strategy = MDCA(**hparams)
-    strategy.setup(num_classes=k)
+    StrategyDriver(strategy).setup(num_classes=k)
     return strategy
 
 
@@ -110,9 +111,10 @@ def test_hooks_and_state_reach_the_base(batch):
     strategy = built(4, base="online")
     assert isinstance(strategy.base, OnlineSmoothing) and strategy.base.num_classes == 4
     x, y = batch(4, n=64)
-    strategy.set_epoch(3, max_epochs=5)
-    strategy.observe(x * 3, y)
-    strategy.on_epoch_end()
+    driver = StrategyDriver(strategy)
+    driver.set_epoch(3, max_epochs=5)
+    driver.observe(x * 3, y)
+    driver.on_epoch_end()
     assert strategy.base.epoch == 3
     assert any(key.startswith("base.") for key in strategy.state_dict())  # the base's state
     torch.testing.assert_close(strategy.soft_targets(x, y), strategy.base.soft_targets(x, y))

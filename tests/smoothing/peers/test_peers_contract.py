@@ -18,6 +18,7 @@ from adaptls.smoothing import (
     FocalLoss,
     MarginSmoothing,
 )
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 6
 PEERS = {
@@ -34,7 +35,7 @@ NO_SOFT_TARGET = {"focal": "FocalLoss", "flsd": "AdaptiveFocalLoss", "dual_focal
 def make(name, **extra):
     cls, hparams = PEERS[name]
     strategy = cls(**{**hparams, **extra})
-    strategy.setup(num_classes=K)
+    StrategyDriver(strategy).setup(num_classes=K)
     return strategy
 
 
