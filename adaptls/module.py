@@ -18,7 +18,7 @@ from adaptls.mix import Mixed, NoMix
 from adaptls.models.linear_head import has_linear_head
 from adaptls.run.finite_loss import FiniteLossCheck
 from adaptls.run.library_shims import logs_this_step
-from adaptls.smoothing import SmoothingStrategy, ValidationPass
+from adaptls.smoothing import Strategy, ValidationPass
 from adaptls.smoothing.driver import StrategyDriver
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class SmoothingClassifier(pl.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        strategy: SmoothingStrategy,
+        strategy: Strategy,
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         *,
@@ -315,7 +315,7 @@ class SmoothingClassifier(pl.LightningModule):
         # resume, at the checkpoint's epoch: its weights'), and a validate of a module that
         # never trained starts no epoch. A later validate keeps the epoch training ended with.
         if self.trainer.state.fn == TrainerFn.FITTING or self.strategy.max_epochs is None:
-            self.strategy.set_epoch(self.current_epoch, self.trainer.max_epochs)
+            self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]

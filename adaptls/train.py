@@ -41,6 +41,7 @@ from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpo
 from adaptls.run.model_fits_data import check_model_fits_data
 from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
 from adaptls.run.resume_schedule import check_resume_schedule
+from adaptls.smoothing.driver import StrategyDriver
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Which weights the reported metrics come from: the last epoch's (as the calibration
@@ -112,11 +113,11 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
             "checkpoint); set it, or evaluate the last epoch (eval_checkpoint=last)"
         )
     try:  # a schedule that needs the run's length fails here, not after an epoch
-        strategy.check_run_length(trainer.max_epochs)
+        StrategyDriver(strategy).check_run_length(trainer.max_epochs)
     except ValueError as err:
         raise ConfigError(f"smoothing: {err}") from None
     # Here rather than at the strategy's first epoch end, a whole epoch later.
-    unsupported = strategy.distributed_unsupported
+    unsupported = StrategyDriver(strategy).distributed_unsupported
     if unsupported is not None and trainer.world_size > 1:
         raise ConfigError(
             f"smoothing={chosen_option(cfg, 'smoothing')} cannot train on {trainer.world_size} "

@@ -110,9 +110,9 @@ def cases(inp: dict[str, torch.Tensor]) -> dict[str, Callable]:
         OURS[0]: lambda h, w, b: ours(h, w, y, EPS, bias=b),
         OURS[1]: lambda h, w, b: ours(h, w, y, eps_rows, prior, bias=b),
         INFO[0]: lambda h, w, b: ours(h, w, y, 0.5, table, prior_index=index, bias=b),
-        INFO[1]: lambda h, w, b: max_prob.linear_loss(h, w, y, bias=b),
-        INFO[2]: lambda h, w, b: entropy.linear_loss(h, w, y, bias=b),
-        INFO[3]: lambda h, w, b: online.linear_loss(h, w, y, bias=b),
+        INFO[1]: lambda h, w, b: StrategyDriver(max_prob).linear_loss(h, w, y, bias=b),
+        INFO[2]: lambda h, w, b: StrategyDriver(entropy).linear_loss(h, w, y, bias=b),
+        INFO[3]: lambda h, w, b: StrategyDriver(online).linear_loss(h, w, y, bias=b),
     }
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import OnlineSmoothing, soft_target_cross_entropy
+from adaptls.smoothing.driver import StrategyDriver
 
 pytestmark = [
     pytest.mark.gpu,
@@ -41,7 +42,7 @@ def test_online_smoothing_state_lives_on_the_gpu() -> None:
     logits = torch.randn(64, 10, device="cuda")
     targets = logits.argmax(-1)
     s.observe(logits, targets)
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     assert s.S.is_cuda and torch.allclose(s.S.sum(-1), torch.ones(10, device="cuda"))
     assert torch.isfinite(s(logits, targets))
 

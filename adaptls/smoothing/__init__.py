@@ -14,9 +14,10 @@ from adaptls.losses import (
     linear_soft_target_cross_entropy,
     soft_target_cross_entropy,
 )
-from adaptls.smoothing.base import REGISTRY, SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import REGISTRY, Criterion, SmoothingStrategy, SoftTarget, Strategy
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.feedback import FeedbackSmoothing
 from adaptls.smoothing.none import NoSmoothing
 from adaptls.smoothing.online import OnlineSmoothing
@@ -45,8 +46,8 @@ def _import_strategy_modules() -> None:
 
 _import_strategy_modules()
 #: Every strategy by its ``smoothing=<name>``: the ones in this package, and any other
-#: ``SmoothingStrategy`` subclass with a ``name`` once its module is imported (a live,
-#: read-only view of :data:`adaptls.smoothing.base.REGISTRY`).
+#: ``SmoothingStrategy`` or ``Criterion`` subclass with a ``name`` once its module is
+#: imported (a live, read-only view of :data:`adaptls.smoothing.base.REGISTRY`).
 STRATEGIES = REGISTRY
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "ClassFigures",
     "ClassFrequencySmoothing",
     "ConfidenceSmoothing",
+    "Criterion",
     "DualFocalLoss",
     "EpsilonSchedule",
     "FeedbackSmoothing",
@@ -69,6 +71,8 @@ __all__ = [
     "SelfDistillSmoothing",
     "SmoothingStrategy",
     "SoftTarget",
+    "Strategy",
+    "StrategyDriver",
     "UniformSmoothing",
     "ValidationPass",
     "dense_soft_targets",

@@ -1,10 +1,11 @@
-"""The smoothing a strategy applied to its training rows (:meth:`smoothing_amount`).
+"""The smoothing a soft-target strategy applied to its training rows (the driver's
+``smoothing_amount()``).
 
 Every training call of a strategy adds its epsilon, after the schedule, to per-epoch sums
 of ``epsilon * rows`` and ``rows`` (rows whose target is not ``ignore_index``); a mixed
 batch (mixup, cutmix) is scored twice and each call is weighted by its share (lam and
 1 - lam), so each row counts once. The per-epoch sums are declared states (reduced across
-ranks at the epoch's end and added to the run's totals); ``smoothing_amount`` is the
+ranks at the epoch's end and added to the run's totals); the smoothing amount is the
 totals' ratio, the x axis of the strategies' comparison.
 
 A float epsilon is recorded without a tensor operation: the batch's targets are kept and
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -24,6 +25,14 @@ from adaptls.smoothing._declared_state import DeclaredState
 
 if TYPE_CHECKING:
     from adaptls.smoothing.base import SmoothingStrategy
+
+#: The record's declared states (their names are those of a strategy's checkpoint).
+RECORD_STATES = (
+    "applied_epsilon_epoch",
+    "applied_rows_epoch",
+    "applied_epsilon_total",
+    "applied_rows_total",
+)
 
 # Training batches with a float epsilon wait at most this long to be counted (see
 # AppliedEpsilonRecord._record_applied): the count's cost spreads over 256 calls, and the
@@ -41,10 +50,10 @@ class AppliedEpsilonRecord(DeclaredState):
     states are read (reduced across ranks, checkpointed) and dropped when they are reset.
     """
 
-    ignore_index: int  # set by SmoothingStrategy.__init__
+    ignore_index: int  # set by Strategy.__init__
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         # this epoch's sums (per rank, reduced at its end) and the run's totals (identical
         # on every rank)
         self.add_state("applied_epsilon_epoch", torch.zeros((), dtype=torch.float64), reduce="sum")
@@ -56,7 +65,7 @@ class AppliedEpsilonRecord(DeclaredState):
         self._uncounted = _Uncounted()
         self._applied_weight = 1.0  # set by record_weight while mixed_loss scores one part
 
-    def smoothing_amount(self) -> float | None:
+    def _smoothing_amount(self) -> float | None:
         """Mean epsilon applied to the training rows of completed epochs, schedule factor
         included (for per-row priors, the weight on the prior); None before any epoch."""
         rows = float(self.applied_rows_total)
@@ -107,7 +116,7 @@ class AppliedEpsilonRecord(DeclaredState):
             if y._version != version:
                 raise RuntimeError(
                     f"the targets of a training call of {type(self).__name__} were modified "
-                    "in place before its rows were counted for smoothing_amount(); pass "
+                    "in place before its rows were counted for the smoothing amount; pass "
                     "targets that stay unchanged after the call (e.g. y.clone())"
                 )
             groups.setdefault((epsilon, y.device), []).append(y)
@@ -124,13 +133,13 @@ class AppliedEpsilonRecord(DeclaredState):
         self.applied_epsilon_total += self.applied_epsilon_epoch
         self.applied_rows_total += self.applied_rows_epoch
 
-    def reduce_states(self, *names: str) -> None:
+    def _reduce_states(self, *names: str) -> None:
         self._count_uncounted()
-        super().reduce_states(*names)
+        super()._reduce_states(*names)
 
-    def reset_states(self, *, per_epoch: bool = False) -> None:
+    def _reset_states(self, *, per_epoch: bool = False) -> None:
         self._uncounted.clear()  # they belong to this epoch
-        super().reset_states(per_epoch=per_epoch)
+        super()._reset_states(per_epoch=per_epoch)
 
     def get_extra_state(self) -> dict[str, Tensor]:
         self._count_uncounted()  # a checkpoint mid-epoch holds every batch seen so far

@@ -22,7 +22,7 @@ class StateSpec:
 
 class DeclaredState(nn.Module):
     """A module whose state is declared with :meth:`add_state` (a base of
-    :class:`~adaptls.smoothing.base.SmoothingStrategy`).
+    :class:`~adaptls.smoothing.base.Strategy`).
 
     Declared states are plain tensor attributes: checkpointed (through
     ``get_extra_state``), moved with the module's device (never its dtype), and not
@@ -38,7 +38,8 @@ class DeclaredState(nn.Module):
         """Declare a piece of state, set to a copy of ``default``.
 
         ``reduce``: ``"sum"``, ``"max"`` or ``"min"`` for per-rank statistics of one epoch,
-        reduced across ranks by :meth:`on_epoch_end` and then reset to ``default``; None
+        reduced across ranks at the end of each training epoch (the driver's
+        ``on_epoch_end``) and then reset to ``default``; None
         for state that every rank derives identically (e.g. from reduced statistics) and
         that persists. Declaring a name again (``setup`` with another K) replaces it.
         """
@@ -49,11 +50,12 @@ class DeclaredState(nn.Module):
         self._states[name] = StateSpec(default.detach().clone(), reduce)
         setattr(self, name, default.detach().clone())
 
-    def reduce_states(self, *names: str) -> None:
+    def _reduce_states(self, *names: str) -> None:
         """Reduce the named declared states across ranks now, each by its declared op.
 
-        A collective: every rank must call it at the same point (the module calls
-        :meth:`on_validation_end` on every rank, right where its metrics are synced).
+        A collective: every rank must call it at the same point. The driver calls it at
+        each epoch's end; a strategy that reduces validation statistics calls it in its
+        ``on_validation_end``, which the driver calls on every rank.
         """
         for name in names:
             spec = self._states[name]
@@ -61,7 +63,7 @@ class DeclaredState(nn.Module):
                 raise ValueError(f"state {name!r} was declared without a reduce op")
             all_reduce(getattr(self, name), spec.reduce)
 
-    def reset_states(self, *, per_epoch: bool = False) -> None:
+    def _reset_states(self, *, per_epoch: bool = False) -> None:
         """Set declared states back to their defaults (only the reduced, per-epoch ones
         with ``per_epoch=True``), on their current device."""
         for name, spec in self._states.items():

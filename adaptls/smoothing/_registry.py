@@ -1,6 +1,6 @@
 """Strategies by name (``smoothing=<name>``): every named subclass of
-:class:`~adaptls.smoothing.base.SmoothingStrategy` registers itself on definition (its
-``__init_subclass__`` calls :func:`register_strategy`)."""
+:class:`~adaptls.smoothing.base.Strategy` (a soft-target strategy or a criterion)
+registers itself on definition (its ``__init_subclass__`` calls :func:`register_strategy`)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from adaptls.smoothing.base import SmoothingStrategy
+    from adaptls.smoothing.base import Strategy
 
-_REGISTRY: dict[str, type[SmoothingStrategy]] = {}
+_REGISTRY: dict[str, type[Strategy]] = {}
 #: Every registered strategy by name: filled as strategy modules are imported
 #: (``adaptls.smoothing`` imports all of its own; Hydra imports a config's ``_target_``).
 #: A live, read-only view (``adaptls.smoothing.STRATEGIES``).
-REGISTRY: Mapping[str, type[SmoothingStrategy]] = MappingProxyType(_REGISTRY)
+REGISTRY: Mapping[str, type[Strategy]] = MappingProxyType(_REGISTRY)
 
 
-def register_strategy(cls: type[SmoothingStrategy]) -> type[SmoothingStrategy]:
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Register ``cls`` under ``cls.name`` (done for every named subclass on definition).
 
     Two different classes may not share a name; the same class defined again (a module

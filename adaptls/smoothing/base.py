@@ -1,4 +1,19 @@
-"""The one interface every smoothing strategy implements."""
+"""The two small contracts a strategy author writes against.
+
+- :class:`SmoothingStrategy`: a *soft-target strategy*. It decides, for each row, the
+  soft target ``t_i = (1 - eps_i) * onehot(y_i) + eps_i * u_i`` (:meth:`~SmoothingStrategy.
+  smoothing`); the loss is always the fused soft-target cross-entropy.
+- :class:`Criterion`: a loss that is *not* a soft-target cross-entropy (focal family,
+  MbLS, CALS, ACLS, AdaFocal, dual focal, MDCA): it implements :meth:`Criterion.loss`
+  and has no soft target.
+
+Both are :class:`Strategy` modules (the shared part: a registered ``name``, options,
+facts about the data, declared state and its hooks, figures), built from hyperparameters
+only and usable from any plain PyTorch loop: ``loss = s(logits, targets)``. What a
+training loop calls beyond that (mixed and fused-linear losses, observation of each kind
+of batch, schedules, epochs, validation passes, the applied-epsilon record) is the
+:class:`~adaptls.smoothing.driver.StrategyDriver`'s, not the author's.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +40,10 @@ from adaptls.losses.checks import (
     check_reduction,
     check_soft_target,
     explain_bad_indices,
-    explained_indices,
-    flatten_linear_inputs,
 )
 from adaptls.losses.soft_target import dense_soft_targets
-from adaptls.smoothing._applied import AppliedEpsilonRecord, record_weight
-from adaptls.smoothing._declared_state import StateSpec
+from adaptls.smoothing._applied import RECORD_STATES, AppliedEpsilonRecord
+from adaptls.smoothing._declared_state import DeclaredState, StateSpec
 from adaptls.smoothing._registry import REGISTRY, register_strategy
 from adaptls.smoothing.figures import FigureSpec
 from adaptls.smoothing.schedule import EpsilonSchedule
@@ -39,9 +52,11 @@ from adaptls.smoothing.validation_pass import ValidationPass
 # Argument checks a strategy's constructor uses (adaptls.checks; re-exported here for authors).
 __all__ = [
     "REGISTRY",
+    "Criterion",
     "SmoothingStrategy",
     "SoftTarget",
     "StateSpec",
+    "Strategy",
     "check_choice",
     "check_epsilon",
     "check_nonnegative",
@@ -67,65 +82,45 @@ class SoftTarget(NamedTuple):
     prior_index: Tensor | None = None
 
 
-class SmoothingStrategy(AppliedEpsilonRecord):
-    """Base class: turns hard labels into soft targets, trained by cross-entropy.
+class Strategy(DeclaredState):
+    """What both kinds share (subclass :class:`SmoothingStrategy` or :class:`Criterion`).
 
     A strategy is built from hyperparameters only (what a Hydra yaml holds); facts about
-    the data (``num_classes``, ``class_counts``) arrive through :meth:`setup`. Subclasses
-    implement :meth:`smoothing`, which sees logits flattened to (N, K) and targets to (N,)
-    and returns a :class:`SoftTarget`. The loss is always the fused
-    :func:`~adaptls.smoothing.soft_target_cross_entropy`; no strategy builds t itself.
+    the data (``num_classes``, ``class_counts``) arrive through :meth:`setup`. Calling it,
+    ``s(logits, targets)``, is its loss of (..., K) logits against (...) targets.
 
-    Hooks, all no-ops by default, called by the training loop through a
-    :class:`~adaptls.smoothing.driver.StrategyDriver`, which calls each on every strategy
-    of the strategy tree (a wrapper's base included, parent first):
+    What an author may write, all optional except the loss (each kind says which):
 
-    - :meth:`set_epoch` at the start of each training epoch (drives the epsilon schedule);
-    - :meth:`observe` after each training step (stateful strategies collect statistics;
-      only while ``self.training``);
-    - :meth:`on_epoch_end` once at the end of each training epoch, on every rank: it reduces
-      the declared per-epoch states across ranks, calls :meth:`update_state` (what a
-      stateful strategy overrides) and resets the per-epoch states;
-    - :meth:`on_validation_end` with the :class:`ValidationPass` of a validation pass
-      *during fit* (never for a later ``validate``/``test``: evaluation does not move state);
-    - :meth:`log_values` returns ``{"smoothing/<name>": value}`` figures to log (floats or
-      0-d tensors; tensors are logged without a host sync).
+    - :meth:`setup` (call ``super().setup(...)``), where state is declared with
+      :meth:`add_state` (a default value, and ``reduce="sum"``/``"max"``/``"min"`` for
+      per-rank statistics of an epoch): declared states are checkpointed (through
+      ``get_extra_state``), follow the module's device (never its dtype), are kept out
+      of DDP's buffer broadcast, and are identical on every rank after each epoch;
+    - :meth:`observe` (each training step's detached logits), :meth:`update_state` (at
+      each epoch's end, after the per-epoch states are reduced across ranks; they are
+      reset after it), :meth:`observe_validation` and :meth:`on_validation_end` (the
+      validation passes of fit only: evaluation never moves a strategy);
+    - :meth:`log_values` (figures logged during training), :meth:`figures` (pictures for
+      the run's ``plots/``), :meth:`summary` (the ``metrics.json`` record) and
+      :meth:`hparams` (read from the constructor);
+    - declarations: ``name`` (registers the class: ``smoothing=<name>``),
+      ``search_space`` (the default of ``hparams_search``), ``linear_unsupported``,
+      ``distributed_unsupported``, ``needs_run_length``.
 
-    What a strategy says about itself, read by the rest of adaptls: its ``name`` (setting
-    one registers the class, :mod:`adaptls.smoothing._registry`; ``smoothing=<name>``),
-    :meth:`hparams` (read from the constructor), :meth:`summary` (the metrics.json
-    record), :meth:`figures` (pictures for the run's ``plots/``), :meth:`smoothing_amount`
-    (the comparison's x axis) and ``search_space`` (the default of ``hparams_search``).
-
-    Other entry points: :meth:`linear_loss` takes the classifier layer's inputs instead of
-    the (N, V) logits (language models; a strategy that cannot run this way says why in
-    :attr:`linear_unsupported`, one whose smoothing reads logit values overrides
-    :meth:`linear_flat_loss`); :meth:`mixed_loss` takes a mixed batch (mixup, cutmix).
-
-    State: a strategy declares each piece once with :meth:`add_state` (its default value,
-    and ``reduce="sum"`` for per-rank statistics of an epoch; the mechanism is
-    :class:`~adaptls.smoothing._declared_state.DeclaredState`, a base of this class,
-    with :meth:`reduce_states` and :meth:`reset_states`). Declared states are plain
-    tensor attributes: checkpointed (through ``get_extra_state``), moved with the module's
-    device (never its dtype), not registered buffers (so DDP's per-step buffer broadcast
-    from rank 0 cannot overwrite another rank's statistics), and identical on every rank
-    after :meth:`on_epoch_end`. A checkpoint written mid-epoch holds rank 0's share of the
-    epoch's statistics only.
-
-    Every strategy also records the smoothing it applied to training rows (epsilon after
-    the schedule, averaged over rows): :meth:`smoothing_amount` (the record is
-    :class:`~adaptls.smoothing._applied.AppliedEpsilonRecord`, a base of this class).
+    What it reads: ``num_classes``/``class_counts`` (after setup), ``epoch``/``max_epochs``
+    (the current training epoch) and :attr:`schedule_factor`, ``ignore_index``.
 
     Options every strategy takes (keyword-only, forwarded by subclasses' ``**kwargs``):
 
     - ``ignore_index``: targets with this value contribute nothing (default -100);
     - ``schedule``: an :class:`~adaptls.smoothing.schedule.EpsilonSchedule` (or its name,
-      or a mapping), a factor s(epoch) in [0, 1] applied to whatever epsilon the strategy
-      decides, so every schedule composes with every strategy (default: constant).
+      or a mapping), a factor s(epoch) in [0, 1] applied to whatever epsilon a
+      soft-target strategy decides (a criterion applies it to its own strength), so every
+      schedule composes with every strategy (default: constant).
 
-    Sample indices: :meth:`forward`, :meth:`soft_targets` and :meth:`observe` accept the
-    batch's sample indices (positions in the training set, flattened like the targets);
-    strategies that keep per-sample state (self-distillation) use them, others ignore them.
+    Sample indices: calls and :meth:`observe` accept the batch's sample indices
+    (positions in the training set, flattened like the targets); strategies that keep
+    per-sample state (self-distillation) use them, others ignore them.
     """
 
     name: ClassVar[str] = "base"
@@ -134,6 +129,18 @@ class SmoothingStrategy(AppliedEpsilonRecord):
     #: the Optuna sweeper (``"interval(0.0, 0.4)"``, ``"tag(log, interval(0.1, 10))"``,
     #: ``"choice(1, 5)"``). Empty: such a search stops with an error naming both ways.
     search_space: ClassVar[Mapping[str, str]] = {}
+    #: Why this strategy cannot train on several processes (its state does not reduce across
+    #: ranks yet), or None when it can. ``adaptls.train`` refuses such a run before it starts.
+    #: A strategy where it depends on its options overrides this with a property.
+    distributed_unsupported: str | None = None
+    #: Why this strategy's loss cannot be computed from the classifier layer's inputs
+    #: without the logits (the driver's ``linear_loss``), or None when it can.
+    linear_unsupported: ClassVar[str | None] = (
+        "its smoothing or its loss reads the logits' values, which the fused linear path "
+        "never holds"
+    )
+    #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).
+    needs_run_length: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         """Register every subclass that sets its own ``name`` (``smoothing=<name>``).
@@ -161,26 +168,24 @@ class SmoothingStrategy(AppliedEpsilonRecord):
 
     # ------------------------------------------------------------------ data facts
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
-        """Receive the facts about the data: number of classes, training counts per class."""
+        """Receive the facts about the data: number of classes, training counts per class.
+
+        A composed strategy's parts each receive them from the driver
+        (``StrategyDriver(strategy).setup(...)``).
+        """
         k = check_num_classes(num_classes)
         counts = None if class_counts is None else check_class_counts(class_counts, k)
         self.num_classes, self.class_counts = k, counts
 
-    def require_num_classes(self) -> int:
+    def _require_num_classes(self) -> int:
         if self.num_classes is None:
             raise RuntimeError(
-                f"{type(self).__name__} needs num_classes: call setup(num_classes=...) first"
+                f"{type(self).__name__} needs num_classes: call setup(num_classes=...) first "
+                "(StrategyDriver(strategy).setup(...) sets up every part of a composed one)"
             )
         return self.num_classes
 
-    # ------------------------------------------------------------------ the strategy
-    def smoothing(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> SoftTarget:
-        """Decide epsilon and prior for (N, K) logits, (N,) targets and, when the data
-        provides them, (N,) sample indices."""
-        raise NotImplementedError
-
+    # ------------------------------------------------------------------ the loss
     def forward(
         self,
         logits: Tensor,
@@ -189,243 +194,42 @@ class SmoothingStrategy(AppliedEpsilonRecord):
         *,
         indices: Tensor | None = None,
     ) -> Tensor:
-        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...).
+        """The loss of ``logits`` (..., K) against ``targets`` (...).
 
         ``indices`` (...): the samples' positions in the training set, if known.
-        ``reduction`` as in :func:`~adaptls.smoothing.soft_target_cross_entropy`.
+        ``reduction``: ``"mean"`` over rows whose target is not ``ignore_index`` (0 when
+        none is counted), ``"sum"``, or ``"none"`` (shaped like ``targets``, 0 on ignored
+        rows).
         """
         check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
-        if torch.compiler.is_compiling():
-            loss = self.loss(x, y, indices, reduction)
-        else:
-            try:
-                loss = self.loss(x, y, indices, reduction)
-            except (RuntimeError, IndexError) as err:
-                # target values are not checked up front (a host sync): an index that is
-                # out of range fails where it is used; name it (and what is allowed)
-                explain_bad_indices(y, x.shape[1], self.ignore_index, cause=err)
-                raise
+        loss = self._flat_loss(x, y, indices, reduction)
         return loss.view(targets.shape) if reduction == "none" else loss
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
-        """The loss of checked, flattened (N, K) logits and (N,) targets.
+    def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        """The loss of checked (N, K) logits and (N,) targets (each kind defines it; a
+        wrapper computes its base's loss through it)."""
+        raise NotImplementedError
 
-        Default: the fused soft-target cross-entropy of :meth:`smoothing`'s target. A
-        strategy whose loss is not a soft-target cross-entropy (focal, margin penalties)
-        overrides this; ``reduction`` is ``"mean"`` over rows whose target is not
-        ``ignore_index``, ``"sum"`` or ``"none"`` ((N,), 0 on ignored rows).
-        """
-        target = self._checked_target(x, y, indices)
-        return fused_soft_target_cross_entropy(
-            x,
-            y,
-            target.epsilon,
-            target.prior,
-            target.prior_index,
-            self.ignore_index,
-            reduction,
-        )
-
-    #: Why this strategy cannot train on several processes (its state does not reduce across
-    #: ranks yet), or None when it can. ``adaptls.train`` refuses such a run before it starts.
-    #: A strategy where it depends on its options overrides this with a property.
-    distributed_unsupported: str | None = None
-
-    # ------------------------------------------------------------------ vocabulary scale
-    #: Why this strategy's loss cannot be computed from the classifier layer's inputs
-    #: without the logits (:meth:`linear_loss`), or None when it can. None is right for a
-    #: strategy whose :meth:`smoothing` reads only the logits' shape, dtype and device
-    #: (never their values) and whose :meth:`loss` is the default soft-target
-    #: cross-entropy; a strategy that reads logit values overrides :meth:`linear_flat_loss`
-    #: with statistics the chunked kernel provides, or keeps a reason here. The default is
-    #: a reason, so that a new strategy is never silently fed logits it did not get.
-    linear_unsupported: ClassVar[str | None] = (
-        "its smoothing or its loss reads the logits' values, which the fused linear path "
-        "never holds"
-    )
-
-    def linear_loss(
-        self,
-        hidden: Tensor,
-        weight: Tensor,
-        targets: Tensor,
-        *,
-        bias: Tensor | None = None,
-        indices: Tensor | None = None,
-        reduction: str = "mean",
-    ) -> Tensor:
-        """The loss of the logits ``F.linear(hidden, weight, bias)`` without materialising
-        them: equal to ``self(F.linear(hidden, weight, bias), targets, reduction,
-        indices=indices)``, schedule factor, recorded epsilon and ``ignore_index`` included.
-
-        ``hidden`` (..., D), ``weight`` (V, D) with V = ``num_classes``, ``bias`` (V,) or
-        None, ``targets`` and ``indices`` (...). Runs
-        :func:`~adaptls.smoothing.linear_soft_target_cross_entropy`'s chunked kernel (rows
-        in chunks, never N x V). Raises ``TypeError`` naming the strategy when it cannot
-        run this way (:attr:`linear_unsupported`).
-        """
-        check_reduction(reduction)
-        self.require_linear_path()
-        h, w, b, y = flatten_linear_inputs(hidden, weight, bias, targets, self.ignore_index)
-        num_classes = self.require_num_classes()
-        if w.shape[0] != num_classes:
+    def _flatten_checked(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, K) logits and (N,) int64 targets, after checking them against the setup."""
+        num_classes = self._require_num_classes()
+        x, y = check_inputs(logits, targets, self.ignore_index)
+        if x.shape[1] != num_classes:
             raise ValueError(
-                f"weight has {w.shape[0]} rows (classes) but the strategy was set up "
+                f"logits have {x.shape[1]} classes but the strategy was set up "
                 f"with num_classes={num_classes}"
             )
-        with explained_indices(y, num_classes, self.ignore_index):
-            loss = self.linear_flat_loss(h, w, b, y, indices, reduction)
-        return loss.view(targets.shape) if reduction == "none" else loss
+        return x, y
 
-    def linear_flat_loss(
-        self,
-        hidden: Tensor,
-        weight: Tensor,
-        bias: Tensor | None,
-        targets: Tensor,
-        indices: Tensor | None,
-        reduction: str,
-    ) -> Tensor:
-        """:meth:`linear_loss` of checked, flattened (N, D) hidden and (N,) targets.
-
-        Default: :meth:`smoothing` sees a stand-in for the (N, V) logits that has their
-        shape, dtype and device but a single stored element (a stride-0 view), so it
-        must not read values (see :attr:`linear_unsupported`).
-        """
-        stand_in = hidden.new_zeros(()).expand(hidden.shape[0], weight.shape[0])
-        target = self._checked_target(stand_in, targets, indices)
-        return fused_linear_soft_target_cross_entropy(
-            hidden,
-            weight,
-            bias,
-            targets,
-            target.epsilon,
-            target.prior,
-            target.prior_index,
-            self.ignore_index,
-            reduction,
-        )
-
-    def require_linear_path(self) -> None:
-        """Raise a clear ``TypeError`` if :meth:`linear_loss` cannot serve this strategy."""
-        if self.linear_unsupported is not None:
-            raise TypeError(
-                f"{type(self).__name__} ({self.name!r}) cannot run through the fused linear "
-                f"path (linear_loss): {self.linear_unsupported}. Compute the logits and call "
-                "the strategy on them instead."
-            )
-
-    @torch.no_grad()
-    def soft_targets(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> Tensor:
-        """The dense soft target t, shaped like ``logits`` (for analysis and tests).
-
-        Rows whose target is ``ignore_index`` are all zero.
-        """
-        x, y = self._flatten_checked(logits, targets)
-        target = self._checked_target(x, y, indices)
-        t = dense_soft_targets(
-            y,
-            x.shape[-1],
-            target.epsilon,
-            target.prior,
-            prior_index=target.prior_index,
-            ignore_index=self.ignore_index,
-        )
-        return t.view(logits.shape)
-
-    # ------------------------------------------------------------------ mixed batches
-    def mixed_loss(
-        self,
-        logits: Tensor,
-        targets_a: Tensor,
-        targets_b: Tensor,
-        lam: float,
-        reduction: str = "mean",
-        *,
-        indices_a: Tensor | None = None,
-        indices_b: Tensor | None = None,
-    ) -> Tensor:
-        """The loss of a mixed batch (mixup, cutmix): ``lam * loss(y_a) + (1 - lam) * loss(y_b)``.
-
-        Row i is the mix ``lam * x_a + (1 - lam) * x_b`` of two samples with labels
-        ``targets_a[i]`` and ``targets_b[i]`` (sample indices ``indices_a``/``indices_b``).
-        For a soft-target cross-entropy this is *exactly* the cross-entropy against the
-        mixed target ``lam * t(y_a) + (1 - lam) * t(y_b)``, t this strategy's own soft
-        target: the loss is linear in the target. So smoothing is applied once (never to
-        an already mixed label), and the loss is two fused passes over the logits, never
-        a dense N x K target. For losses that are not a soft-target CE (focal, MbLS, ...)
-        the same convex combination *defines* the mixed loss (the mixup paper's
-        ``mixup_criterion``): label-free penalty terms (MbLS, ACLS) count once in total,
-        label-dependent ones (focal weights, MDCA's class frequencies) are those of each
-        constituent, weighted by lam.
-
-        ``lam`` is a Python number in [0, 1]; lam = 1 is the unmixed loss of ``targets_a``
-        (one pass). The applied-epsilon record counts each row once, its epsilon being the
-        lam-weighted mean of the two (:meth:`smoothing_amount`).
-        """
-        lam = check_probability("lam", lam)
-        if lam == 1.0:
-            return self(logits, targets_a, reduction, indices=indices_a)
-        if lam == 0.0:
-            return self(logits, targets_b, reduction, indices=indices_b)
-        with record_weight(self, lam):
-            loss_a = self(logits, targets_a, reduction, indices=indices_a)
-        with record_weight(self, 1.0 - lam):
-            loss_b = self(logits, targets_b, reduction, indices=indices_b)
-        return lam * loss_a + (1.0 - lam) * loss_b
-
-    # ------------------------------------------------------------------ hooks
-    #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).
-    needs_run_length: ClassVar[bool] = False
-
-    def set_epoch(self, epoch: int, max_epochs: int | None = None) -> None:
-        """Called at the start of each training epoch (0-based) of a ``max_epochs`` run.
-
-        Raises ``ValueError`` when the strategy or its schedule needs the run's length and
-        ``max_epochs`` is unknown (None or <= 0), instead of silently treating the run as
-        one epoch long.
-        """
-        self.check_run_length(max_epochs)
-        self.epoch, self.max_epochs = int(epoch), max_epochs
-
-    def check_run_length(self, max_epochs: int | None) -> None:
-        """Fail clearly if the run's length is needed and unknown."""
-        if (self.needs_run_length or self.schedule.needs_length) and not (
-            max_epochs is not None and max_epochs > 0
-        ):
-            what = (
-                f"{type(self).__name__}"
-                if self.needs_run_length
-                else f"schedule {self.schedule.describe()!r}"
-            )
-            raise ValueError(
-                f"{what} needs the run's length in epochs, got max_epochs={max_epochs!r}: "
-                "set trainer.max_epochs to a number >= 1"
-            )
-
+    # ------------------------------------------------------------------ state hooks
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
         """Called after each training step with that step's (detached) logits, targets and
         sample indices (None when the data has none)."""
 
-    @torch.no_grad()
-    def on_epoch_end(self) -> None:
-        """End a training epoch: reduce, update, reset. Call it once per epoch on every rank.
-
-        Reduces every declared per-epoch state across ranks (a collective: every rank must
-        call this at the same point of its program), then :meth:`update_state`, then resets
-        the per-epoch states to their defaults.
-        """
-        self.reduce_states(*(n for n, spec in self._states.items() if spec.reduce is not None))
-        self._close_applied_epoch()
-        self.update_state()
-        self.reset_states(per_epoch=True)
-
     def update_state(self) -> None:
         """Derive the strategy's parameters from this epoch's statistics (already reduced
-        across ranks). Called by :meth:`on_epoch_end`; stateful strategies override it."""
+        across ranks). Called at the end of every training epoch, on every rank."""
 
     def observe_validation(self, logits: Tensor, targets: Tensor) -> None:
         """Called after each validation step *of fit* with its (detached) logits and
@@ -434,7 +238,14 @@ class SmoothingStrategy(AppliedEpsilonRecord):
 
     def on_validation_end(self, validation: ValidationPass) -> None:
         """Called after each validation pass *of fit* (never for evaluation) with its
-        synced figures, per class included (see :class:`ValidationPass`)."""
+        synced figures, per class included (see :class:`ValidationPass`), on every rank
+        (so a strategy may reduce its validation statistics across ranks here)."""
+
+    # ------------------------------------------------------------------ what it reports
+    @property
+    def schedule_factor(self) -> float:
+        """s(epoch) of the epsilon schedule for the current epoch."""
+        return self.schedule.factor(self.epoch, self.max_epochs)
 
     def log_values(self) -> dict[str, float | Tensor]:
         """Figures to log, keyed ``smoothing/<name>`` (floats or 0-d tensors). An epsilon
@@ -450,19 +261,17 @@ class SmoothingStrategy(AppliedEpsilonRecord):
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly description for ``metrics.json``: name, hyperparameters, figures,
-        and the smoothing amount applied over training (:meth:`smoothing_amount`)."""
+        and the smoothing amount applied over training (None for a criterion)."""
         values = {k: _number(v) for k, v in self.log_values().items()}
         summary = {"name": self.name, "hparams": self.hparams(), **values}
-        summary["smoothing/applied_epsilon"] = self.smoothing_amount()
+        summary["smoothing/applied_epsilon"] = self._smoothing_amount()
         if self.schedule.name != "constant":
             summary["schedule"] = self.schedule.describe()
             summary["smoothing/schedule_factor"] = self.schedule_factor
         return summary
 
-    @property
-    def schedule_factor(self) -> float:
-        """s(epoch) of the epsilon schedule for the current epoch."""
-        return self.schedule.factor(self.epoch, self.max_epochs)
+    def _smoothing_amount(self) -> float | None:
+        return None
 
     def hparams(self) -> dict[str, Any]:
         """The constructor's hyperparameters (what a config sets), as the strategy holds them.
@@ -489,20 +298,131 @@ class SmoothingStrategy(AppliedEpsilonRecord):
             items.append(f"schedule={self.schedule.describe()!r}")
         return ", ".join(items)
 
-    # ------------------------------------------------------------------ input checks
-    def _flatten_checked(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, K) logits and (N,) int64 targets, after checking them against the setup."""
-        num_classes = self.require_num_classes()
-        x, y = check_inputs(logits, targets, self.ignore_index)
-        if x.shape[1] != num_classes:
-            raise ValueError(
-                f"logits have {x.shape[1]} classes but the strategy was set up "
-                f"with num_classes={num_classes}"
-            )
-        return x, y
+
+class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
+    """A soft-target strategy: turns hard labels into soft targets, trained by
+    cross-entropy.
+
+    An author implements :meth:`smoothing` (which sees logits flattened to (N, K) and
+    targets to (N,) and returns a :class:`SoftTarget`) and, if stateful, the hooks of
+    :class:`Strategy`. A stateless strategy implements only :meth:`smoothing`. The loss is
+    always the fused :func:`~adaptls.losses.soft_target_cross_entropy`; no strategy builds
+    t itself. :meth:`soft_targets` returns the dense t (for analysis and tests).
+
+    The fused linear path (the driver's ``linear_loss``: the classifier layer's inputs
+    instead of the (N, V) logits) serves a strategy that sets ``linear_unsupported =
+    None``: right for one whose :meth:`smoothing` reads only the logits' shape, dtype and
+    device (never their values). One whose smoothing reads logit values (confidence,
+    online top-k) overrides ``_linear_flat_loss`` with statistics the chunked kernel
+    provides, or keeps the default reason, so that a new strategy is never silently fed
+    logits it did not get.
+
+    Every soft-target strategy records the smoothing it applied to training rows
+    (epsilon after the schedule, averaged over rows): the driver's ``smoothing_amount()``
+    (the record is :class:`~adaptls.smoothing._applied.AppliedEpsilonRecord`, a base of
+    this class; its sums are declared states).
+    """
+
+    def smoothing(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> SoftTarget:
+        """Decide epsilon and prior for (N, K) logits, (N,) targets and, when the data
+        provides them, (N,) sample indices."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def soft_targets(
+        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+    ) -> Tensor:
+        """The dense soft target t, shaped like ``logits`` (for analysis and tests).
+
+        Rows whose target is ``ignore_index`` are all zero.
+        """
+        x, y = self._flatten_checked(logits, targets)
+        target = self._checked_target(x, y, indices)
+        t = dense_soft_targets(
+            y,
+            x.shape[-1],
+            target.epsilon,
+            target.prior,
+            prior_index=target.prior_index,
+            ignore_index=self.ignore_index,
+        )
+        return t.view(logits.shape)
+
+    def forward(
+        self,
+        logits: Tensor,
+        targets: Tensor,
+        reduction: str = "mean",
+        *,
+        indices: Tensor | None = None,
+    ) -> Tensor:
+        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...).
+
+        ``indices`` (...): the samples' positions in the training set, if known.
+        ``reduction`` as in :func:`~adaptls.losses.soft_target_cross_entropy`.
+        """
+        check_reduction(reduction)
+        x, y = self._flatten_checked(logits, targets)
+        if torch.compiler.is_compiling():
+            loss = self._flat_loss(x, y, indices, reduction)
+        else:
+            try:
+                loss = self._flat_loss(x, y, indices, reduction)
+            except (RuntimeError, IndexError) as err:
+                # target values are not checked up front (a host sync): an index that is
+                # out of range fails where it is used; name it (and what is allowed)
+                explain_bad_indices(y, x.shape[1], self.ignore_index, cause=err)
+                raise
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+    def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        """The fused soft-target cross-entropy of :meth:`smoothing`'s target for checked,
+        flattened (N, K) logits and (N,) targets. A strategy whose target is not one
+        :class:`SoftTarget` (online top-k) overrides this."""
+        target = self._checked_target(x, y, indices)
+        return fused_soft_target_cross_entropy(
+            x,
+            y,
+            target.epsilon,
+            target.prior,
+            target.prior_index,
+            self.ignore_index,
+            reduction,
+        )
+
+    def _linear_flat_loss(
+        self,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        targets: Tensor,
+        indices: Tensor | None,
+        reduction: str,
+    ) -> Tensor:
+        """The fused-linear loss of checked, flattened (N, D) hidden and (N,) targets.
+
+        Default: :meth:`smoothing` sees a stand-in for the (N, V) logits that has their
+        shape, dtype and device but a single stored element (a stride-0 view), so it
+        must not read values (see ``linear_unsupported``).
+        """
+        stand_in = hidden.new_zeros(()).expand(hidden.shape[0], weight.shape[0])
+        target = self._checked_target(stand_in, targets, indices)
+        return fused_linear_soft_target_cross_entropy(
+            hidden,
+            weight,
+            bias,
+            targets,
+            target.epsilon,
+            target.prior,
+            target.prior_index,
+            self.ignore_index,
+            reduction,
+        )
 
     def _checked_target(self, x: Tensor, y: Tensor, indices: Tensor | None) -> SoftTarget:
-        indices = _flat_indices(indices, y)
+        indices = flat_indices(indices, y)
         target = self.smoothing(x, y, indices)
         epsilon = target.epsilon
         # every training step comes here: the common case (a valid float, no prior, the
@@ -528,7 +448,59 @@ class SmoothingStrategy(AppliedEpsilonRecord):
         return target
 
 
-def _flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
+class Criterion(Strategy):
+    """A loss that is not a soft-target cross-entropy (focal family, MbLS, CALS, ACLS,
+    AdaFocal, dual focal, MDCA): an author implements :meth:`loss` and, if stateful, the
+    hooks of :class:`Strategy`. It has no soft target.
+
+    The epsilon ``schedule`` every strategy accepts scales the loss's own strength (gamma,
+    alpha or beta: each criterion says which), so s(epoch) = 0 gives plain cross-entropy.
+    A criterion reads logit values, so the fused linear path never serves it.
+
+    :meth:`loss` runs on checked inputs; only if it fails on an index is the first target
+    outside ``[0, K)`` named in a ValueError (read on the error path only: no host sync on
+    the way to a loss; on CUDA a bad target trips the device-side assertion of
+    ``F.cross_entropy``/``gather``, as in the fused loss).
+    """
+
+    linear_unsupported: ClassVar[str | None] = (
+        "a criterion's loss reads the logits' values, which the fused linear path never holds"
+    )
+
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        """The loss of checked (N, K) logits and (N,) int64 targets (``indices``: (N,) sample
+        indices or None). ``reduction``: ``"mean"`` over the rows whose target is not
+        ``ignore_index`` (0 when none is counted, never NaN), ``"sum"``, or ``"none"``
+        ((N,), 0 on ignored rows)."""
+        raise NotImplementedError
+
+    def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        try:
+            return self.loss(x, y, indices, reduction)
+        except (IndexError, RuntimeError) as err:
+            _explain_bad_targets(y, x.shape[1], self.ignore_index, err)
+            raise
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        # Checkpoints written while criteria shared the soft-target base hold its
+        # applied-epsilon record, which a criterion never wrote (always zero): dropped.
+        super().set_extra_state({k: v for k, v in state.items() if k not in RECORD_STATES})
+
+
+def _explain_bad_targets(y: Tensor, k: int, ignore_index: int, cause: BaseException) -> None:
+    """Raise a ValueError naming the first target outside [0, K) and not ignore_index;
+    return if there is none. Reads the values: for the error path only."""
+    if y.device.type == "meta":
+        return
+    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
+    if bad.any():
+        raise ValueError(
+            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
+            f"or ignore_index={ignore_index}"
+        ) from cause
+
+
+def flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
     """The sample indices flattened like the targets ``y`` (N,), or None; one per target."""
     if indices is None:
         return None
@@ -540,17 +512,36 @@ def _flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
     return flat
 
 
+def check_run_length(strategy: Strategy, max_epochs: int | None) -> None:
+    """Fail clearly if ``strategy`` (or its schedule) needs the run's length in epochs and
+    ``max_epochs`` is unknown (None or <= 0), instead of treating the run as one epoch."""
+    if (strategy.needs_run_length or strategy.schedule.needs_length) and not (
+        max_epochs is not None and max_epochs > 0
+    ):
+        what = (
+            f"{type(strategy).__name__}"
+            if strategy.needs_run_length
+            else f"schedule {strategy.schedule.describe()!r}"
+        )
+        raise ValueError(
+            f"{what} needs the run's length in epochs, got max_epochs={max_epochs!r}: "
+            "set trainer.max_epochs to a number >= 1"
+        )
+
+
 # Constructor options every strategy takes: not hyperparameters of one strategy.
-COMMON_OPTIONS = frozenset(inspect.signature(SmoothingStrategy.__init__).parameters) - {"self"}
+COMMON_OPTIONS = frozenset(inspect.signature(Strategy.__init__).parameters) - {"self"}
+_CONTRACTS = (Strategy, SmoothingStrategy, Criterion)
 
 
-def constructor_hyperparameters(cls: type[SmoothingStrategy]) -> list[str]:
+def constructor_hyperparameters(cls: type[Strategy]) -> list[str]:
     """Names of ``cls``'s hyperparameters: the named parameters of every ``__init__`` from
-    ``cls`` up to :class:`SmoothingStrategy` (a subclass forwards ``**kwargs`` to its
-    parent's), in that order, without :data:`COMMON_OPTIONS`."""
+    ``cls`` up to its contract (:class:`SmoothingStrategy` or :class:`Criterion`; a
+    subclass forwards ``**kwargs`` to its parent's), in that order, without
+    :data:`COMMON_OPTIONS`."""
     names: list[str] = []
     for klass in cls.__mro__:
-        if klass is SmoothingStrategy or not issubclass(klass, SmoothingStrategy):
+        if klass in _CONTRACTS or not issubclass(klass, Strategy):
             break
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -562,8 +553,10 @@ def constructor_hyperparameters(cls: type[SmoothingStrategy]) -> list[str]:
     return names
 
 
-def _number(value: float | Tensor) -> float | None:
+def _number(value: float | Tensor | None) -> float | None:
     """A JSON-friendly number: None where not finite (NaN is not JSON)."""
+    if value is None:
+        return None
     number = float(value.item()) if isinstance(value, Tensor) else float(value)
     return number if math.isfinite(number) else None
 

@@ -103,7 +103,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
         self._last_epsilon, self._last_counted = eps, targets != self.ignore_index
         return SoftTarget(eps)
 
-    def linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
+    def _linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
         k = weight.shape[0]
         row_epsilon = RowEpsilon(
             lambda stats: self.epsilon_of(self.confidence_of(stats, k)),

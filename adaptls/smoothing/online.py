@@ -122,12 +122,12 @@ class OnlineSmoothing(SmoothingStrategy):
     ) -> SoftTarget:
         if not self._learned:  # first epoch: the soft term is zero
             return SoftTarget(0.0)
-        if self.topk is not None:  # the weight only: loss() applies the top-k labels
+        if self.topk is not None:  # the weight only: _flat_loss applies the top-k labels
             return SoftTarget(1.0 - self.alpha)
         safe = torch.where(targets == self.ignore_index, 0, targets)
         return SoftTarget(1.0 - self.alpha, self.S.to(logits.device), safe)
 
-    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         if self.topk is not None and self._learned:
             eps, rows, safe = self._topk_parts(x, y, indices)
             loss = fused_soft_target_cross_entropy(
@@ -136,11 +136,11 @@ class OnlineSmoothing(SmoothingStrategy):
             cdt = loss.dtype  # the fused loss's accumulation dtype
             term = sparse_logit_term(self._labels_on(x.device), safe, x.to(cdt))
             return loss - eps * self._reduce(term, y, reduction)
-        loss = super().loss(x, y, indices, reduction)
+        loss = super()._flat_loss(x, y, indices, reduction)
         # While S is zero only the hard term remains: alpha * CE.
         return loss if self._learned else self.alpha * loss
 
-    def linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
+    def _linear_flat_loss(self, hidden, weight, bias, targets, indices, reduction):
         if self.topk is not None and self._learned:
             stand_in = hidden.new_zeros(()).expand(hidden.shape[0], weight.shape[0])
             eps, rows, safe = self._topk_parts(stand_in, targets, indices)
@@ -156,7 +156,7 @@ class OnlineSmoothing(SmoothingStrategy):
                 None if bias is None else bias.to(cdt),
             )
             return loss - eps * self._reduce(term, targets, reduction)
-        loss = super().linear_flat_loss(hidden, weight, bias, targets, indices, reduction)
+        loss = super()._linear_flat_loss(hidden, weight, bias, targets, indices, reduction)
         return loss if self._learned else self.alpha * loss
 
     def _topk_parts(self, x: Tensor, y: Tensor, indices: Tensor | None):
@@ -209,7 +209,7 @@ class OnlineSmoothing(SmoothingStrategy):
     def _observe_top(self, p: Tensor, y: Tensor, correct: Tensor) -> None:
         """Top-k mode: keep each correct row's top-``slots`` probabilities for the next
         merge (rows that do not count go to class K, which the merge drops)."""
-        k = self.require_num_classes()
+        k = self._require_num_classes()
         device = self.slot_sum.device
         value, index = p.topk(self.slot_index.shape[1], dim=1)
         classes = torch.where(correct, y, k).unsqueeze(1).expand_as(index)
@@ -237,7 +237,7 @@ class OnlineSmoothing(SmoothingStrategy):
         return super().get_extra_state()
 
     def update_state(self) -> None:
-        k = self.require_num_classes()
+        k = self._require_num_classes()
         if self.topk is not None:
             if is_distributed():  # adaptls.train refuses this at build time already
                 raise NotImplementedError(f"OnlineSmoothing: {self.distributed_unsupported}")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_probability
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_run_length
 
 
 class SelfDistillSmoothing(SmoothingStrategy):
@@ -65,7 +65,7 @@ class SelfDistillSmoothing(SmoothingStrategy):
     @property
     def alpha(self) -> float:
         """a_e = a_T * (e + 1) / E for the current epoch e (see :meth:`set_epoch`)."""
-        self.check_run_length(self.max_epochs)
+        check_run_length(self, self.max_epochs)
         return self.alpha_T * (min(self.epoch + 1, self.max_epochs) / self.max_epochs)
 
     def smoothing(

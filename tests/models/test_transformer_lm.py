@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from adaptls.data.text_lm import IGNORE_INDEX, next_token_blocks
 from adaptls.models import TransformerLM, has_linear_head
 from adaptls.smoothing import NoSmoothing, UniformSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "transformer_lm.yaml"
 V = 23
@@ -77,7 +78,7 @@ def test_loss_on_a_hand_made_batch_counts_exactly_the_positions_with_a_next_toke
     strategy = NoSmoothing()
     strategy.setup(num_classes=V)
     hidden, head = model.features(x), model.head
-    fused = strategy.linear_loss(hidden, head.weight, y, bias=head.bias)
+    fused = StrategyDriver(strategy).linear_loss(hidden, head.weight, y, bias=head.bias)
     torch.testing.assert_close(fused.double(), by_hand, rtol=1e-5, atol=0)
     torch.testing.assert_close(
         F.cross_entropy(logits.view(-1, V), y.view(-1), ignore_index=IGNORE_INDEX), by_hand
@@ -89,7 +90,9 @@ def test_fused_smoothed_loss_equals_the_loss_on_the_logits_with_gradients():
     x, y = hand_batch()
     strategy = UniformSmoothing(epsilon=0.1)
     strategy.setup(num_classes=V)
-    fused = strategy.linear_loss(model.features(x), model.head.weight, y, bias=model.head.bias)
+    fused = StrategyDriver(strategy).linear_loss(
+        model.features(x), model.head.weight, y, bias=model.head.bias
+    )
     grads = torch.autograd.grad(fused, list(model.parameters()))
     plain = strategy(model(x), y)
     expected = torch.autograd.grad(plain, list(model.parameters()))

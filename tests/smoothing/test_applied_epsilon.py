@@ -8,6 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from adaptls.smoothing import ConfidenceSmoothing, UniformSmoothing, _applied
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 4
 
@@ -44,16 +45,18 @@ def test_every_training_row_is_counted_once_with_its_epsilon(batches):
     s.setup(num_classes=K)
     expected_eps = expected_rows = 0.0
     for epoch in range(2):
-        s.set_epoch(epoch, 4)
+        StrategyDriver(s).set_epoch(epoch, 4)
         for b in range(batches):
             y = targets_with_ignored(1 + b % 7, 100 * epoch + b)
             s(torch.randn(len(y), K), y)
             rows = float((y != -100).sum())
             expected_rows += rows
             expected_eps += rows * 0.2 * s.schedule_factor
-        s.on_epoch_end()
+        StrategyDriver(s).on_epoch_end()
     if expected_rows:
-        assert s.smoothing_amount() == pytest.approx(expected_eps / expected_rows, rel=1e-12)
+        assert StrategyDriver(s).smoothing_amount() == pytest.approx(
+            expected_eps / expected_rows, rel=1e-12
+        )
     assert float(s.applied_rows_total) == expected_rows
 
 
@@ -69,17 +72,17 @@ def test_a_checkpoint_mid_epoch_holds_the_rows_not_yet_counted():
     restored = UniformSmoothing(0.1)
     restored.setup(num_classes=K)
     restored.load_state_dict(s.state_dict())
-    restored.on_epoch_end()
-    assert restored.smoothing_amount() == pytest.approx(0.1)
+    StrategyDriver(restored).on_epoch_end()
+    assert StrategyDriver(restored).smoothing_amount() == pytest.approx(0.1)
 
 
 def test_rows_of_an_epoch_that_is_reset_are_dropped():
     s = UniformSmoothing(0.1)
     s.setup(num_classes=K)
     s(torch.randn(2, K), torch.tensor([0, 1]))
-    s.reset_states(per_epoch=True)
-    s.on_epoch_end()
-    assert s.smoothing_amount() is None
+    s._reset_states(per_epoch=True)
+    StrategyDriver(s).on_epoch_end()
+    assert StrategyDriver(s).smoothing_amount() is None
 
 
 def test_targets_changed_in_place_before_they_are_counted_fail_clearly():
@@ -89,7 +92,7 @@ def test_targets_changed_in_place_before_they_are_counted_fail_clearly():
     s(torch.randn(3, K), y)
     y.fill_(-100)  # a reused target buffer: the kept batch no longer holds its rows
     with pytest.raises(RuntimeError, match="modified in place"):
-        s.on_epoch_end()
+        StrategyDriver(s).on_epoch_end()
 
 
 def test_per_row_epsilon_is_counted_at_once(monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adaptls.smoothing import ClassFrequencySmoothing, label_aware_epsilon
+from adaptls.smoothing.driver import StrategyDriver
 
 
 def test_cifar10_lt_if100_worked_example(cifar10_lt_counts):
@@ -163,7 +164,7 @@ def test_token_frequencies_through_the_linear_path():
     targets = torch.randint(0, V, (48,), generator=g)
     targets[:6] = counts.argmin()  # unseen tokens as targets: the tail's epsilon
     targets[6] = -100
-    loss = s.linear_loss(hidden, weight, targets)
+    loss = StrategyDriver(s).linear_loss(hidden, weight, targets)
     (grad,) = torch.autograd.grad(loss, weight)
     w = weight.detach().clone().requires_grad_()
     ref = s(torch.nn.functional.linear(hidden, w), targets)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import ConfidenceSmoothing, soft_target_cross_entropy
+from adaptls.smoothing.driver import StrategyDriver
 
 SIGNALS = ("max_prob", "target_prob", "entropy")
 TOL64 = {"atol": 1e-11, "rtol": 1e-9}
@@ -58,7 +59,9 @@ def test_float64_matches_the_definition(signal, reduction, chunk_rows):
     got = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
     want = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
     with chunk_rows(25):  # 90 rows: the last chunk is short
-        loss = strategy.linear_loss(got[0], got[1], targets, bias=got[2], reduction=reduction)
+        loss = StrategyDriver(strategy).linear_loss(
+            got[0], got[1], targets, bias=got[2], reduction=reduction
+        )
     logits = F.linear(*want)
     eps = definition_epsilon(logits.detach(), targets, signal)
     ref = soft_target_cross_entropy(logits, targets, eps, reduction=reduction)
@@ -82,7 +85,7 @@ def test_float32_agrees_with_the_unfused_strategy(signal):
     fused, unfused = make(signal, v), make(signal, v)
     got = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
     want = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
-    loss = fused.linear_loss(got[0], got[1], targets, bias=got[2])
+    loss = StrategyDriver(fused).linear_loss(got[0], got[1], targets, bias=got[2])
     ref = unfused(F.linear(*want), targets)
     torch.testing.assert_close(loss, ref, rtol=2e-5, atol=0)
     loss.backward()
@@ -105,9 +108,9 @@ def test_a_second_backward_reuses_the_decided_epsilons(signal, chunk_rows):
     hidden, weight, bias, targets = batch(n=40, v=500)
     h = hidden.clone().requires_grad_()
     strategy = make(signal, 500, schedule={"name": "cosine"})
-    strategy.set_epoch(1, max_epochs=3)
+    StrategyDriver(strategy).set_epoch(1, max_epochs=3)
     with chunk_rows(16):
-        loss = strategy.linear_loss(h, weight, targets, bias=bias)
+        loss = StrategyDriver(strategy).linear_loss(h, weight, targets, bias=bias)
         loss.backward(retain_graph=True)
         first = h.grad.clone()
         h.grad = None
@@ -122,6 +125,6 @@ def test_no_second_softmax_and_no_logits(signal, allocations):
     strategy = make(signal, v)
     w = weight.requires_grad_()
     with allocations() as ops:
-        strategy.linear_loss(hidden, w, targets, bias=bias).backward()
+        StrategyDriver(strategy).linear_loss(hidden, w, targets, bias=bias).backward()
     assert not {"_softmax", "_log_softmax", "softmax", "log_softmax"} & ops.names
     assert ops.largest <= n * v // 16  # one chunk: at most ceil(N / 16) rows of V

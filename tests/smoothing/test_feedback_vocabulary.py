@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from adaptls.metrics.suite import CalibrationSuite
 from adaptls.smoothing import FeedbackSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.validation_pass import ValidationPass
 
 V, D, N = 32000, 8, 64
@@ -56,7 +57,7 @@ def test_feedback_at_vocabulary_scale(per_class):
     # the loss through the linear path equals the loss of the logits
     h2, w2, y2 = tokens(seed=1)
     w = w2.clone().requires_grad_()
-    loss = s.linear_loss(h2, w, y2)
+    loss = StrategyDriver(s).linear_loss(h2, w, y2)
     (grad,) = torch.autograd.grad(loss, w)
     ref_w = w2.clone().requires_grad_()
     ref = s(F.linear(h2, ref_w), y2)

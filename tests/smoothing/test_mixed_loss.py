@@ -10,14 +10,13 @@ import torch
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy
 from adaptls.smoothing.driver import StrategyDriver
-from adaptls.smoothing.peers._calibration import CalibrationLoss
 from adaptls.smoothing.validation_pass import ValidationPass
 
 K = 6
 COUNTS = [50, 30, 20, 12, 8, 5]  # 125 training samples
 N = 16
 # Strategies whose loss is a soft-target cross-entropy (the calibration losses are not).
-SOFT_TARGET_CE = sorted(n for n, cls in STRATEGIES.items() if not issubclass(cls, CalibrationLoss))
+SOFT_TARGET_CE = sorted(n for n, cls in STRATEGIES.items() if issubclass(cls, SmoothingStrategy))
 
 
 def batch(seed: int) -> tuple[torch.Tensor, ...]:
@@ -34,7 +33,7 @@ def trained(name: str) -> SmoothingStrategy:
     such as online's S and self-distillation's stored predictions is in use), training."""
     strategy = STRATEGIES[name]()
     strategy.setup(num_classes=K, class_counts=COUNTS)
-    strategy.set_epoch(0, 4)
+    StrategyDriver(strategy).set_epoch(0, 4)
     strategy.train()
     g = torch.Generator().manual_seed(99)
     for start in range(0, sum(COUNTS), 25):
@@ -43,8 +42,8 @@ def trained(name: str) -> SmoothingStrategy:
         logits = torch.randn(25, K, generator=g) * 3
         logits[torch.arange(25), y] += 4  # mostly correct: online collects rows
         strategy.observe(logits, y, idx)
-    strategy.on_epoch_end()
-    strategy.set_epoch(1, 4)
+    StrategyDriver(strategy).on_epoch_end()
+    StrategyDriver(strategy).set_epoch(1, 4)
     strategy.on_validation_end(ValidationPass(acc=0.7, confidence=0.75, ece=0.05))
     return strategy
 
@@ -63,7 +62,7 @@ def test_mixed_loss_is_cross_entropy_against_the_mixed_dense_target(name, lam):
     u = 2.0**-24
     assert t.sum(-1).sub(1).abs().max() < 4 * K * u  # the mixed target is a distribution
     x = logits.clone().requires_grad_()
-    loss = strategy.mixed_loss(x, y_a, y_b, lam, indices_a=idx_a, indices_b=idx_b)
+    loss = StrategyDriver(strategy).mixed_loss(x, y_a, y_b, lam, indices_a=idx_a, indices_b=idx_b)
     loss.backward()
     log_p = torch.log_softmax(logits, -1)
     expected = -(t * log_p).sum(-1).mean()
@@ -79,13 +78,15 @@ def test_lam_one_is_the_unmixed_loss(name):
     strategy = trained(name)
     logits, y_a, y_b, idx_a, idx_b = batch(seed=2)
     for reduction in ("mean", "sum", "none"):
-        mixed = strategy.mixed_loss(
+        mixed = StrategyDriver(strategy).mixed_loss(
             logits, y_a, y_b, 1.0, reduction, indices_a=idx_a, indices_b=idx_b
         )
         plain = strategy(logits, y_a, reduction, indices=idx_a)
         assert torch.equal(mixed, plain)
     # lam -> 1 approaches the unmixed loss continuously
-    near = strategy.mixed_loss(logits, y_a, y_b, 1 - 1e-9, indices_a=idx_a, indices_b=idx_b)
+    near = StrategyDriver(strategy).mixed_loss(
+        logits, y_a, y_b, 1 - 1e-9, indices_a=idx_a, indices_b=idx_b
+    )
     torch.testing.assert_close(near, strategy(logits, y_a, indices=idx_a), rtol=1e-7, atol=1e-7)
 
 
@@ -96,7 +97,9 @@ def test_every_mixed_loss_is_the_lam_weighted_pair_of_losses(name, lam):
     definition of mixing: the mixup paper's mixup_criterion)."""
     strategy = trained(name)
     logits, y_a, y_b, idx_a, idx_b = batch(seed=3)
-    mixed = strategy.mixed_loss(logits, y_a, y_b, lam, indices_a=idx_a, indices_b=idx_b)
+    mixed = StrategyDriver(strategy).mixed_loss(
+        logits, y_a, y_b, lam, indices_a=idx_a, indices_b=idx_b
+    )
     a = strategy(logits, y_a, indices=idx_a)
     b = strategy(logits, y_b, indices=idx_b)
     torch.testing.assert_close(mixed, lam * a + (1 - lam) * b, rtol=1e-12, atol=1e-12)
@@ -110,12 +113,12 @@ def test_applied_epsilon_counts_each_mixed_row_once(lam):
     strategy.train()
     logits, y_a, y_b, _, _ = batch(seed=4)
     with torch.enable_grad():
-        strategy.mixed_loss(logits.requires_grad_(), y_a, y_b, lam)
-    strategy.on_epoch_end()
+        StrategyDriver(strategy).mixed_loss(logits.requires_grad_(), y_a, y_b, lam)
+    StrategyDriver(strategy).on_epoch_end()
     assert float(strategy.applied_rows_total) == pytest.approx(N)
     eps = strategy.epsilon_per_class.double()  # float32 values, summed in float64
     expected = (lam * eps[y_a] + (1 - lam) * eps[y_b]).mean().item()
-    assert strategy.smoothing_amount() == pytest.approx(expected, rel=1e-12)
+    assert StrategyDriver(strategy).smoothing_amount() == pytest.approx(expected, rel=1e-12)
 
 
 def test_applied_epsilon_of_a_composed_base_counts_rows_once():
@@ -127,7 +130,7 @@ def test_applied_epsilon_of_a_composed_base_counts_rows_once():
     driver.mixed_loss(logits.requires_grad_(), y_a, y_b, 0.4)
     driver.on_epoch_end()
     assert float(strategy.base.applied_rows_total) == pytest.approx(N)
-    assert strategy.base.smoothing_amount() == pytest.approx(0.2)
+    assert StrategyDriver(strategy.base).smoothing_amount() == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(("lam", "dominant"), [(0.5, "a"), (0.8, "a"), (0.49, "b"), (0.0, "b")])
@@ -150,4 +153,4 @@ def test_bad_lam_is_named(lam):
     strategy = trained("uniform")
     logits, y_a, y_b, _, _ = batch(seed=7)
     with pytest.raises((ValueError, TypeError), match=r"lam must be a number in \[0, 1\]"):
-        strategy.mixed_loss(logits, y_a, y_b, lam)
+        StrategyDriver(strategy).mixed_loss(logits, y_a, y_b, lam)

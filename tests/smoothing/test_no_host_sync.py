@@ -22,6 +22,7 @@ from adaptls.smoothing import (
     UniformSmoothing,
     soft_target_cross_entropy,
 )
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 10
 
@@ -133,7 +134,9 @@ def test_strategy_linear_loss_reads_no_values(name, reduction, no_host_reads):
     targets = torch.randint(0, K, (2, 40), generator=g)
     targets[:, ::5] = -100
     with no_host_reads():
-        loss = strategy.linear_loss(hidden, weight, targets, bias=bias, reduction=reduction)
+        loss = StrategyDriver(strategy).linear_loss(
+            hidden, weight, targets, bias=bias, reduction=reduction
+        )
         loss.backward(torch.ones_like(loss))
         strategy.log_values()
     assert torch.isfinite(weight.grad).all()
@@ -147,4 +150,4 @@ def test_linear_debug_checks_are_where_the_host_reads_are(
     targets = torch.arange(8)
     monkeypatch.setattr(checks, "DEBUG_CHECKS", True)
     with no_host_reads(), pytest.raises(host_read_error):
-        strategy.linear_loss(hidden, weight, targets)
+        StrategyDriver(strategy).linear_loss(hidden, weight, targets)

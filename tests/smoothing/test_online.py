@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import OnlineSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 4
 
@@ -55,7 +56,7 @@ def run_epoch(s: OnlineSmoothing) -> None:
     s.observe(*VALIDATION)
     s.train()
     s.observe(*BATCH_2)
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
 
 
 def test_starts_at_zeros_so_the_first_epoch_trains_alpha_ce():
@@ -96,7 +97,7 @@ def test_accumulators_restart_each_epoch():
     s = make()
     run_epoch(s)
     s.observe(*BATCH_2)  # epoch 2: only batch 2's class-0 sample
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     expected = torch.full((K, K), 1.0 / K)
     expected[0] = torch.softmax(BATCH_2[0][0], -1)
     torch.testing.assert_close(s.S, expected)
@@ -107,7 +108,7 @@ def test_observes_sequence_shaped_batches():
     logits, targets = BATCH_1
     s.observe(logits.reshape(1, 5, K), targets.reshape(1, 5))
     s.observe(*BATCH_2)
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     torch.testing.assert_close(s.S, expected_s())
 
 
@@ -149,7 +150,7 @@ def test_state_dict_round_trip_restores_s_and_the_accumulators():
     buffer.seek(0)
     fresh.load_state_dict(torch.load(buffer))
     torch.testing.assert_close(fresh.S, s.S)
-    fresh.on_epoch_end()
+    StrategyDriver(fresh).on_epoch_end()
     expected = torch.full((K, K), 1.0 / K)
     p1 = torch.softmax(BATCH_1[0], -1)
     expected[0], expected[1] = (p1[0] + p1[1]) / 2, p1[4]

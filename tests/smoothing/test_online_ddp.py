@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from adaptls.smoothing import OnlineSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 K = 5
 WORLD = 2
@@ -46,7 +47,7 @@ def worker(rank: int, init_file: str, out_dir: str, broadcast: bool) -> None:
                 for _, buffer in s.named_buffers():
                     dist.broadcast(buffer, src=0)
             s.observe(logits, targets)
-        s.on_epoch_end()
+        StrategyDriver(s).on_epoch_end()
         torch.save(s.S, Path(out_dir) / f"S{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -57,7 +58,7 @@ def single_process_s() -> torch.Tensor:
     s.setup(num_classes=K)
     for logits, targets in batches():
         s.observe(logits, targets)
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     return s.S
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import OnlineSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 K, D, N, BATCH, EPOCHS = 5, 8, 60, 12, 4
 
@@ -94,7 +95,7 @@ def test_per_batch_losses_and_s_match_the_official_logic_over_epochs(alpha: floa
             ours_losses.append(loss.item())
             ref_losses.append(ref_loss.item())
         reference.end_epoch()
-        strategy.on_epoch_end()
+        StrategyDriver(strategy).on_epoch_end()
         torch.testing.assert_close(strategy.S, reference.loss_lams, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(
         torch.tensor(ours_losses), torch.tensor(ref_losses), rtol=1e-5, atol=1e-6

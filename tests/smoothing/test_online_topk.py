@@ -50,7 +50,7 @@ def batch(k_classes, n=40, d=5, seed=0):
 def losses(strategy, hidden, weight, bias, targets, linear):
     leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
     if linear:
-        loss = strategy.linear_loss(leaves[0], leaves[1], targets, bias=leaves[2])
+        loss = StrategyDriver(strategy).linear_loss(leaves[0], leaves[1], targets, bias=leaves[2])
     else:
         loss = strategy(F.linear(*leaves), targets)
     loss.backward()
@@ -72,8 +72,8 @@ def test_k_equal_to_the_classes_is_the_dense_strategy_epoch_by_epoch(linear):
             logits = F.linear(*data[:3])
             dense.observe(logits, data[3])
             top.observe(logits, data[3])
-        dense.on_epoch_end()
-        top.on_epoch_end()
+        StrategyDriver(dense).on_epoch_end()
+        StrategyDriver(top).on_epoch_end()
         torch.testing.assert_close(top.labels.dense(), dense.S, atol=1e-7, rtol=0)
         torch.testing.assert_close(top.log_values(), dense.log_values())
 
@@ -88,8 +88,8 @@ def test_each_row_keeps_its_k_largest_entries_and_a_uniform_rest():
         dense.observe(logits, targets)
         top.observe(logits, targets)
     seen = dense.count > 0  # classes with a correct sample (before the epoch resets it)
-    dense.on_epoch_end()
-    top.on_epoch_end()
+    StrategyDriver(dense).on_epoch_end()
+    StrategyDriver(top).on_epoch_end()
     exact, approx = dense.S.double(), top.labels.dense().double()
     assert seen.sum() >= 3 and not seen.all()  # both kinds of class are covered
     for c in range(k_classes):
@@ -113,8 +113,8 @@ def test_with_fewer_slots_than_classes_rows_stay_distributions():
         logits = F.linear(hidden, weight, bias) * 0.3  # flat: many entries compete
         dense.observe(logits, targets)
         top.observe(logits, targets)
-    dense.on_epoch_end()
-    top.on_epoch_end()
+    StrategyDriver(dense).on_epoch_end()
+    StrategyDriver(top).on_epoch_end()
     approx = top.labels.dense().double()
     assert (approx >= 0).all()
     torch.testing.assert_close(approx.sum(1), torch.ones(k_classes, dtype=torch.float64))
@@ -157,16 +157,18 @@ def test_one_merge_from_empty_keeps_each_class_largest_sums(k_classes, slots, n,
 def test_the_loss_is_cross_entropy_against_the_reconstructed_labels(linear, reduction):
     k_classes = 12
     top = make(k_classes, topk=3, schedule={"name": "cosine"})
-    top.set_epoch(0, max_epochs=4)
+    StrategyDriver(top).set_epoch(0, max_epochs=4)
     for seed in range(3):
         hidden, weight, bias, targets = batch(k_classes, seed=seed)
         top.observe(F.linear(hidden, weight, bias), targets)
-    top.on_epoch_end()
-    top.set_epoch(2, max_epochs=4)
+    StrategyDriver(top).on_epoch_end()
+    StrategyDriver(top).set_epoch(2, max_epochs=4)
     hidden, weight, bias, targets = batch(k_classes, seed=7)
     leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
     if linear:
-        got = top.linear_loss(leaves[0], leaves[1], targets, bias=leaves[2], reduction=reduction)
+        got = StrategyDriver(top).linear_loss(
+            leaves[0], leaves[1], targets, bias=leaves[2], reduction=reduction
+        )
     else:
         got = top(F.linear(*leaves), targets, reduction)
     ref_leaves = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
@@ -197,8 +199,8 @@ def test_vocabulary_scale_never_builds_k_by_k(allocations):
     w = weight.clone().requires_grad_()
     with allocations() as mode:
         StrategyDriver(strategy).observe_linear(hidden, weight, targets)
-        strategy.on_epoch_end()
-        strategy.linear_loss(hidden, w, targets).backward()
+        StrategyDriver(strategy).on_epoch_end()
+        StrategyDriver(strategy).linear_loss(hidden, w, targets).backward()
     assert mode.largest <= n * v  # at most one batch of logits (observe), never V x V
     assert (strategy.S_delta != 0).any()  # some classes learned a label
     state = sum(t.numel() * t.element_size() for t in strategy.get_extra_state().values())
@@ -216,8 +218,8 @@ def test_checkpoint_mid_epoch_holds_the_pending_rows():
     buffer.seek(0)
     fresh = make(k_classes, topk=2)
     fresh.load_state_dict(torch.load(buffer))
-    s.on_epoch_end()
-    fresh.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
+    StrategyDriver(fresh).on_epoch_end()
     for a, b in zip(fresh.labels, s.labels, strict=True):
         torch.testing.assert_close(a, b)
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import SelfDistillSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 
 def _ready() -> SelfDistillSmoothing:
@@ -19,7 +20,7 @@ def _ready() -> SelfDistillSmoothing:
 
 def test_epoch_zero_targets_are_one_hot() -> None:
     s = _ready()
-    s.set_epoch(0, max_epochs=4)
+    StrategyDriver(s).set_epoch(0, max_epochs=4)
     logits, targets = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
     torch.testing.assert_close(
         s.soft_targets(logits, targets, torch.arange(5)), F.one_hot(targets, 3).float()
@@ -31,14 +32,16 @@ def test_epoch_zero_targets_are_one_hot() -> None:
 
 def test_later_targets_mix_with_the_stored_predictions_of_those_samples() -> None:
     s = _ready()
-    s.set_epoch(0, max_epochs=4)
+    StrategyDriver(s).set_epoch(0, max_epochs=4)
     torch.manual_seed(0)
     logits = torch.randn(10, 3)
     targets = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
     s.observe(logits[:6], targets[:6], torch.arange(6))
     s.observe(logits[6:], targets[6:], torch.arange(6, 10))
-    s.on_epoch_end()
-    s.set_epoch(2, max_epochs=4)  # a = 0.8 * (2 + 1) / 4, the official (epoch + 1) / E
+    StrategyDriver(s).on_epoch_end()
+    StrategyDriver(s).set_epoch(
+        2, max_epochs=4
+    )  # a = 0.8 * (2 + 1) / 4, the official (epoch + 1) / E
     pick = torch.tensor([7, 2, 5])
     t = s.soft_targets(torch.zeros(3, 3), targets[pick], pick)
     p_prev = torch.softmax(logits[pick], -1)  # stored in float32, as the official code does
@@ -50,9 +53,9 @@ def test_evaluation_batches_are_not_collected_and_need_no_indices() -> None:
     s = _ready()
     s.eval()
     s.observe(torch.randn(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]))
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     assert s.summary()["stored_predictions"] == 0
-    s.set_epoch(3, max_epochs=4)
+    StrategyDriver(s).set_epoch(3, max_epochs=4)
     logits, targets = torch.randn(2, 3), torch.tensor([0, 1])
     torch.testing.assert_close(s(logits, targets), F.cross_entropy(logits, targets))
 
@@ -60,7 +63,7 @@ def test_evaluation_batches_are_not_collected_and_need_no_indices() -> None:
 def test_state_round_trip_and_index_errors() -> None:
     s = _ready()
     s.observe(torch.randn(3, 3), torch.tensor([0, 1, 2]), torch.tensor([0, 4, 9]))
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     fresh = _ready()
     fresh.load_state_dict(s.state_dict())
     assert fresh.summary()["stored_predictions"] == 3

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import SelfDistillSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 
 K, D, N, BATCH, EPOCHS, ALPHA_T = 4, 6, 48, 8, 5, 0.8
 
@@ -55,7 +56,7 @@ def test_per_batch_losses_and_table_match_the_official_logic_over_epochs() -> No
     order = torch.Generator().manual_seed(4)
     ours_losses, ref_losses = [], []
     for epoch in range(EPOCHS):
-        strategy.set_epoch(epoch, EPOCHS)
+        StrategyDriver(strategy).set_epoch(epoch, EPOCHS)
         assert strategy.alpha == reference.alpha_t(epoch)
         for idx in torch.randperm(N, generator=order).split(BATCH):
             ref_loss = reference.loss(ref_net(x[idx]), y[idx], idx, epoch)
@@ -71,7 +72,7 @@ def test_per_batch_losses_and_table_match_the_official_logic_over_epochs() -> No
             ours_opt.step()
             ours_losses.append(loss.item())
             ref_losses.append(ref_loss.item())
-        strategy.on_epoch_end()
+        StrategyDriver(strategy).on_epoch_end()
         torch.testing.assert_close(strategy.table, reference.all_predictions, rtol=1e-5, atol=1e-6)
     assert strategy.alpha == ALPHA_T  # the last epoch uses exactly alpha_T
     torch.testing.assert_close(

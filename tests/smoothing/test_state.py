@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from adaptls.smoothing import STRATEGIES, SmoothingStrategy, SoftTarget
+from adaptls.smoothing.driver import StrategyDriver
 
 STATEFUL = ["online", "self_distill", "feedback"]
 
@@ -34,7 +35,7 @@ def batches(device: str = "cpu") -> list[tuple[torch.Tensor, torch.Tensor, torch
 def make(name: str, device: str = "cpu"):
     strategy = STRATEGIES[name]()
     strategy.setup(num_classes=K, class_counts=COUNTS)
-    strategy.set_epoch(0, 3)
+    StrategyDriver(strategy).set_epoch(0, 3)
     return strategy.to(device)
 
 
@@ -43,7 +44,7 @@ def run_epoch(strategy, parts, device: str = "cpu") -> None:
         if i % WORLD in parts:
             strategy(logits, targets, indices=indices)  # a training forward: applied epsilon
             strategy.observe(logits, targets, indices)
-    strategy.on_epoch_end()
+    StrategyDriver(strategy).on_epoch_end()
 
 
 def worker(rank: int, backend: str, init_file: str, out_dir: str, names: list[str]) -> None:
@@ -93,10 +94,10 @@ def test_per_epoch_states_reset_after_the_update_persistent_ones_stay():
     s = counting()
     s.observe(torch.zeros(4, 3), torch.tensor([0, 0, 2, 1]))
     assert s.seen.tolist() == [2, 1, 1]
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     assert s.seen.tolist() == [0, 0, 0] and s.total.tolist() == [2, 1, 1]
     s.observe(torch.zeros(1, 3), torch.tensor([2]))
-    s.on_epoch_end()
+    StrategyDriver(s).on_epoch_end()
     assert s.total.tolist() == [2, 1, 2]
 
 
@@ -135,8 +136,8 @@ def test_the_applied_epsilon_counts_training_rows_with_the_schedule():
     s.eval()
     s(logits, targets)  # evaluation rows are not counted
     s.train()
-    s.on_epoch_end()
-    assert s.smoothing_amount() == pytest.approx(0.1)
+    StrategyDriver(s).on_epoch_end()
+    assert StrategyDriver(s).smoothing_amount() == pytest.approx(0.1)
     assert s.summary()["smoothing/applied_epsilon"] == pytest.approx(0.1)
 
 

@@ -1,7 +1,7 @@
 """SmoothingStrategy.linear_loss / observe_linear against the unfused strategy call.
 
 For every registered strategy that declares it can run through the fused linear path:
-``strategy.linear_loss(h, W, y, bias=b)`` equals ``strategy(F.linear(h, W, b), y)`` in
+``StrategyDriver(strategy).linear_loss(h, W, y, bias=b)`` equals ``strategy(F.linear(h, W, b), y)`` in
 value and in the gradients of h, W and b, for every reduction, with ignored rows, sample
 indices, a schedule factor, and the applied-epsilon record; ``observe_linear`` leaves the
 same state as ``observe`` on the full logits. The others raise a clear error naming them.
@@ -64,8 +64,8 @@ def with_state(name, **overrides) -> SmoothingStrategy:
     strategy = make(name, **overrides)
     hidden, weight, bias, targets, indices = batch(seed=9)
     strategy.observe(F.linear(hidden, weight, bias) * 3, targets, indices)
-    strategy.on_epoch_end()
-    strategy.set_epoch(1, max_epochs=4)
+    StrategyDriver(strategy).on_epoch_end()
+    StrategyDriver(strategy).set_epoch(1, max_epochs=4)
     return strategy
 
 
@@ -79,7 +79,7 @@ def both_ways(strategy, reduction, chunk_rows, seed=0):
         before = strategy.applied_epsilon_epoch.clone(), strategy.applied_rows_epoch.clone()
         with chunk_rows(5):
             if fused:
-                loss = strategy.linear_loss(
+                loss = StrategyDriver(strategy).linear_loss(
                     hidden, weight, targets, bias=bias, indices=indices, reduction=reduction
                 )
             else:
@@ -114,7 +114,7 @@ def test_linear_loss_equals_the_unfused_strategy(name, reduction, stateful, chun
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_the_schedule_factor_applies_through_the_linear_path(name, chunk_rows):
     strategy = with_state(name, schedule={"name": "cosine"})
-    strategy.set_epoch(2, max_epochs=4)
+    StrategyDriver(strategy).set_epoch(2, max_epochs=4)
     assert 0.0 < strategy.schedule_factor < 1.0
     (loss, grads, record), (ref, ref_grads, ref_record) = both_ways(strategy, "mean", chunk_rows)
     torch.testing.assert_close(loss, ref, **tolerance(name, True))
@@ -127,7 +127,9 @@ def test_evaluation_records_nothing(name):
     strategy = with_state(name).eval()
     hidden, weight, bias, targets, indices = batch()
     with torch.no_grad():
-        loss = strategy.linear_loss(hidden, weight, targets, bias=bias, indices=indices)
+        loss = StrategyDriver(strategy).linear_loss(
+            hidden, weight, targets, bias=bias, indices=indices
+        )
         ref = strategy(F.linear(hidden, weight, bias), targets, indices=indices)
     torch.testing.assert_close(loss, ref, **tolerance(name, True))
     strategy._count_uncounted()
@@ -186,7 +188,7 @@ def test_unsupported_strategies_say_so_by_name(name):
     strategy = make(name)
     hidden, weight, bias, targets, _ = batch()
     with pytest.raises(TypeError, match=rf"{type(strategy).__name__}.*fused linear path"):
-        strategy.linear_loss(hidden, weight, targets, bias=bias)
+        StrategyDriver(strategy).linear_loss(hidden, weight, targets, bias=bias)
 
 
 def test_every_kind_is_covered():
@@ -201,10 +203,10 @@ def test_bad_inputs_are_named():
     strategy = make("uniform")
     hidden, weight, bias, targets, _ = batch()
     with pytest.raises(ValueError, match=r"weight has 8 rows.*num_classes=9"):
-        strategy.linear_loss(hidden, weight[:8], targets)
+        StrategyDriver(strategy).linear_loss(hidden, weight[:8], targets)
     bad = targets.clone()
     bad[1, 1] = K
     with pytest.raises(ValueError, match=f"target {K} is out of range"):
-        strategy.linear_loss(hidden, weight, bad, bias=bias)
+        StrategyDriver(strategy).linear_loss(hidden, weight, bad, bias=bias)
     with pytest.raises(ValueError, match="reduction"):
-        strategy.linear_loss(hidden, weight, targets, reduction="avg")
+        StrategyDriver(strategy).linear_loss(hidden, weight, targets, reduction="avg")

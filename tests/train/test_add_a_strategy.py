@@ -1,6 +1,7 @@
-"""Adding a strategy takes one file and one yaml: a throwaway strategy, written into a
-temporary package (no ``__init__.py``, nothing in adaptls edited) with its yaml in a
-temporary config directory, trains, is compared and is tuned by ``hparams_search``.
+"""Adding a strategy takes one file and one yaml: a throwaway soft-target strategy, written
+into a temporary package (no ``__init__.py``, nothing in adaptls edited) with its yaml in a
+temporary config directory, trains, is compared and is tuned by ``hparams_search``; and so
+does a loss of the other kind, a throwaway criterion (no soft target), which trains.
 
 Everything else comes through the interface: the registry (``name``), the search space
 (``search_space``), the run figures (``figures()``), the hyperparameters in metrics.json
@@ -47,8 +48,8 @@ class FlooredSmoothing(SmoothingStrategy):
         return SoftTarget(max(self.epsilon, self.floor))
 
     def figures(self):
-        k = self.require_num_classes()
-        return {"smoothing/floored": PerClassBars(torch.full((k,), max(self.epsilon, self.floor)), "e")}
+        e = torch.full((self.num_classes,), max(self.epsilon, self.floor))
+        return {"smoothing/floored": PerClassBars(e, "e")}
 '''
 YAML_FILE = """\
 _target_: throwaway_strategies.floored.FlooredSmoothing
@@ -57,16 +58,58 @@ floor: 0.05
 """
 
 
+CRITERION_FILE = '''
+"""A throwaway criterion: cross-entropy minus beta times the predictive entropy."""
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from adaptls.smoothing.base import Criterion, check_nonnegative
+
+
+class EntropyPenalty(Criterion):
+    """loss_i = CE_i - beta * s(epoch) * H(p_i) (a confidence penalty); 0 on ignored rows."""
+
+    name = "entropy_penalty"
+    search_space: ClassVar[dict[str, str]] = {"beta": "interval(0.0, 1.0)"}
+
+    def __init__(self, beta: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.beta = check_nonnegative("beta", beta)
+
+    def loss(self, x, y, indices, reduction):
+        counted = y != self.ignore_index
+        log_p = F.log_softmax(x.float(), dim=1)
+        ce = F.nll_loss(log_p, torch.where(counted, y, 0), reduction="none")
+        entropy = -(log_p.exp() * log_p).sum(1)
+        rows = torch.where(counted, ce - self.beta * self.schedule_factor * entropy, 0.0)
+        if reduction == "none":
+            return rows
+        return rows.sum() if reduction == "sum" else rows.sum() / counted.sum().clamp_min(1)
+
+    def log_values(self):
+        return {"smoothing/beta": self.beta * self.schedule_factor}
+'''
+CRITERION_YAML = """\
+_target_: throwaway_strategies.entropy_penalty.EntropyPenalty
+beta: 0.1
+"""
+
+
 @pytest.fixture
 def added(tmp_path: Path) -> dict[str, Path]:
-    """The file (a namespace package on PYTHONPATH) and the yaml (a config directory on
-    Hydra's search path): all that adding the strategy takes."""
+    """The files (a namespace package on PYTHONPATH) and the yamls (a config directory on
+    Hydra's search path): all that adding a strategy, or a criterion, takes."""
     package = tmp_path / "code" / "throwaway_strategies"
     package.mkdir(parents=True)
     (package / "floored.py").write_text(textwrap.dedent(STRATEGY_FILE))
+    (package / "entropy_penalty.py").write_text(textwrap.dedent(CRITERION_FILE))
     conf = tmp_path / "conf" / "smoothing"
     conf.mkdir(parents=True)
     (conf / "floored.yaml").write_text(YAML_FILE)
+    (conf / "entropy_penalty.yaml").write_text(CRITERION_YAML)
     return {"code": tmp_path / "code", "conf": tmp_path / "conf"}
 
 
@@ -143,3 +186,34 @@ def test_a_throwaway_strategy_trains_compares_and_is_tuned(
     trials = [json.loads(p.read_text()) for p in search.glob("*/metrics.json")]
     assert len(trials) == 2
     assert {t["strategy"]["name"] for t in trials} == {"floored"}
+
+
+@pytest.mark.slow
+def test_a_throwaway_criterion_trains_through_the_entry_point(
+    run_cli, added, tmp_path, tiny, small
+):
+    """A loss of the other kind (no soft target): one file + one yaml, trained by
+    ``adaptls.train`` with its hyperparameter set from the command line."""
+    env_path = os.pathsep.join([str(added["code"]), os.environ.get("PYTHONPATH", "")])
+    os.environ["PYTHONPATH"] = env_path
+    try:
+        run = tmp_path / "run"
+        result = run_cli(
+            "smoothing=entropy_penalty",
+            "smoothing.beta=0.3",
+            f"hydra.searchpath=[file://{added['conf']}]",
+            f"hydra.run.dir={run}",
+            *tiny,
+            *small,
+            "logger=none",
+            cwd=tmp_path,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    finally:
+        os.environ["PYTHONPATH"] = env_path.split(os.pathsep, 1)[1]
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["strategy"]["name"] == "entropy_penalty"
+    assert record["strategy"]["hparams"] == {"beta": 0.3}
+    assert record["strategy"]["smoothing/beta"] == pytest.approx(0.3)
+    assert record["strategy"]["smoothing/applied_epsilon"] is None  # no soft target

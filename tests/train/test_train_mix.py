@@ -17,6 +17,7 @@ from adaptls.mix import MixUp
 from adaptls.module import SmoothingClassifier
 from adaptls.run.config import ConfigError
 from adaptls.smoothing import UniformSmoothing
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.train import train
 
 # Two epochs of two batches: the stateful strategies update once and then use their state.
@@ -82,7 +83,7 @@ def test_training_step_scores_the_mixed_batch_and_weights_the_accuracy():
     mixed = MixUp(alpha=1.0)(x, y)
     logits = net(mixed.x)
     assert 0 < mixed.lam < 1
-    expected = strategy.mixed_loss(logits, mixed.y_a, mixed.y_b, mixed.lam)
+    expected = StrategyDriver(strategy).mixed_loss(logits, mixed.y_a, mixed.y_b, mixed.lam)
     torch.testing.assert_close(loss, expected)
     pred = logits.argmax(-1)
     acc = mixed.lam * (pred == mixed.y_a).float().mean()

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing.base import SoftTarget
 from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
@@ -40,8 +39,7 @@ class ACLSmoothing(CalibrationLoss):
     skips -100 rows, its penalty averages over every row); here ignored rows leave both.
     Its ``num_classes`` argument comes from :meth:`setup`.
 
-    :meth:`soft_targets` returns the one-hot target of the cross-entropy term. The epsilon
-    ``schedule`` scales alpha (s = 0: cross-entropy). Figures: ``smoothing/penalty`` (the
+    A criterion (no soft target). The epsilon ``schedule`` scales alpha (s = 0: cross-entropy). Figures: ``smoothing/penalty`` (the
     unweighted bracket of the last training batch) and ``smoothing/alpha``.
     """
 
@@ -61,12 +59,7 @@ class ACLSmoothing(CalibrationLoss):
         self.neg_lambda = check_nonnegative("neg_lambda", neg_lambda)
         self.margin = check_nonnegative("margin", margin)
 
-    def smoothing(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> SoftTarget:
-        return SoftTarget(0.0)
-
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         k = x.shape[1]
         counted = counted_rows(y, self.ignore_index)

@@ -123,8 +123,8 @@ class AdaFocalLoss(CalibrationLoss):
       rows changes nothing (the reference fails on it);
     - not ported: ``update_gamma_every`` > 0 (updates every n training batches).
 
-    The epsilon ``schedule`` scales the gammas (s = 0: cross-entropy). No soft target:
-    :meth:`soft_targets` raises. State (declared, checkpointed, identical on every rank):
+    The epsilon ``schedule`` scales the gammas (s = 0: cross-entropy). A criterion (no soft
+    target). State (declared, checkpointed, identical on every rank):
     ``gammas`` (B,), ``bin_edges`` (B + 1,), ``gaps`` (B,; NaN before the first pass).
     Figures: ``smoothing/gamma_mean`` and ``smoothing/inverse_fraction`` (mean gamma and
     the fraction of rows with gamma < 0 in the last training batch), ``smoothing/gap``
@@ -168,7 +168,7 @@ class AdaFocalLoss(CalibrationLoss):
         inner = self.bin_edges[1:-1].contiguous()
         return torch.searchsorted(inner, pt.to(inner.dtype), right=True)
 
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         nll = F.cross_entropy(
             compute_dtype(x), y, ignore_index=self.ignore_index, reduction="none"
         )  # -log p_t, 0 on ignored rows

@@ -47,8 +47,7 @@ class AdaptiveFocalLoss(CalibrationLoss):
     :class:`~adaptls.smoothing.peers.focal.FocalLoss` (``-expm1``, clamped: no NaN at
     :math:`p_t = 1`); ignored rows always dropped.
 
-    No soft target: :meth:`soft_targets` raises. The epsilon ``schedule`` scales all three
-    gammas. Figures: ``smoothing/gamma_mean`` (mean gamma over the last training batch's
+    A criterion (no soft target). The epsilon ``schedule`` scales all three gammas. Figures: ``smoothing/gamma_mean`` (mean gamma over the last training batch's
     counted rows) and ``smoothing/low_fraction`` (the fraction of them with
     :math:`p_t < 0.2`).
     """
@@ -63,7 +62,7 @@ class AdaptiveFocalLoss(CalibrationLoss):
         self.gamma_low = check_nonnegative("gamma_low", gamma_low)
         self.gamma_mid = check_nonnegative("gamma_mid", gamma_mid)
 
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         nll = F.cross_entropy(
             compute_dtype(x), y, ignore_index=self.ignore_index, reduction="none"
         )  # -log p_t, 0 on ignored rows

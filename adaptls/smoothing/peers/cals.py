@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_int, check_positive
-from adaptls.smoothing.base import SoftTarget
 from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
@@ -101,7 +100,7 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
 
     Not ported: the ``p2``/``p3`` penalties and ``normalize=False`` (CALS uses PHR on
     normalised constraints). The epsilon ``schedule`` scales the penalty term (s = 0:
-    cross-entropy). :meth:`soft_targets` returns the one-hot target of the CE term.
+    cross-entropy). A criterion (no soft target).
 
     State (declared, checkpointed, identical on every rank): ``lambdas`` and ``rhos``
     (K,), ``prev_constraint`` (K,; NaN before the first pass), ``rho_epoch`` (the last
@@ -152,12 +151,7 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
         self.add_state("val_constraint_sum", torch.zeros(k, dtype=f64), reduce="sum")
         self.add_state("val_rows", torch.zeros((), dtype=f64), reduce="sum")
 
-    def smoothing(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> SoftTarget:
-        return SoftTarget(0.0)
-
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         counted = counted_rows(y, self.ignore_index)
         ce = F.cross_entropy(x, y, ignore_index=self.ignore_index, reduction="none")
@@ -187,7 +181,7 @@ class ClassAdaptiveMarginSmoothing(CalibrationLoss):
 
     @torch.no_grad()
     def on_validation_end(self, validation: ValidationPass) -> None:
-        self.reduce_states(*VALIDATION_STATES)  # a collective: every rank is here
+        self._reduce_states(*VALIDATION_STATES)  # a collective: every rank is here
         rows = float(self.val_rows)
         if rows > 0:
             self._update(rows)

@@ -39,8 +39,7 @@ class DualFocalLoss(CalibrationLoss):
     for ``gamma < 1`` at :math:`p_y = 1`); :math:`p_j` by a masked ``max`` instead of
     ``topk(.., 1)``.
 
-    No soft target (the gradient also pulls on the runner-up): :meth:`soft_targets`
-    raises. The epsilon ``schedule`` scales gamma (s = 0: cross-entropy). Figures:
+    A criterion (no soft target: the gradient also pulls on the runner-up). The epsilon ``schedule`` scales gamma (s = 0: cross-entropy). Figures:
     ``smoothing/gamma`` and ``smoothing/runner_up`` (mean :math:`p_j` of the last training
     batch's counted rows).
     """
@@ -51,7 +50,7 @@ class DualFocalLoss(CalibrationLoss):
         super().__init__(**kwargs)
         self.gamma = check_nonnegative("gamma", gamma)
 
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         counted = counted_rows(y, self.ignore_index)
         log_p = torch.log_softmax(x, dim=1)

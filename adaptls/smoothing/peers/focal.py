@@ -35,8 +35,8 @@ class FocalLoss(CalibrationLoss):
     :math:`p_t = 1`; the reference drops ignored rows only when ``ignore_index >= 0`` (a
     target -100 fails its ``gather``), here they are always dropped.
 
-    No soft target: :meth:`soft_targets` raises. The epsilon ``schedule`` scales gamma
-    (s = 0: cross-entropy). Figures: ``smoothing/gamma`` (the gamma in use).
+    A criterion (no soft target). The epsilon ``schedule`` scales gamma (s = 0:
+    cross-entropy). Figures: ``smoothing/gamma`` (the gamma in use).
     """
 
     name: ClassVar[str] = "focal"
@@ -45,7 +45,7 @@ class FocalLoss(CalibrationLoss):
         super().__init__(**kwargs)
         self.gamma = check_nonnegative("gamma", gamma)
 
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         nll = F.cross_entropy(
             compute_dtype(x), y, ignore_index=self.ignore_index, reduction="none"
         )  # -log p_t, 0 on ignored rows

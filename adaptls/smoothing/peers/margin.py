@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing.base import SoftTarget
 from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
@@ -37,8 +36,7 @@ class MarginSmoothing(CalibrationLoss):
     unused for the paper's results); this package's epsilon ``schedule`` scales alpha
     instead (s = 0: cross-entropy).
 
-    :meth:`soft_targets` returns the one-hot target of the cross-entropy term (the penalty
-    acts on logits, not on the target). Figures: ``smoothing/penalty`` (the unweighted
+    A criterion (no soft target: the penalty acts on logits). Figures: ``smoothing/penalty`` (the unweighted
     penalty of the last training batch) and ``smoothing/alpha`` (the alpha in use).
     """
 
@@ -49,12 +47,7 @@ class MarginSmoothing(CalibrationLoss):
         self.margin = check_nonnegative("margin", margin)
         self.alpha = check_nonnegative("alpha", alpha)
 
-    def smoothing(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> SoftTarget:
-        return SoftTarget(0.0)
-
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         x = compute_dtype(x)
         counted = counted_rows(y, self.ignore_index)
         ce = F.cross_entropy(x, y, ignore_index=self.ignore_index, reduction="none")

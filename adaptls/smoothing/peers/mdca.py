@@ -10,14 +10,14 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_nonnegative
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import Strategy
 from adaptls.smoothing.peers._calibration import (
     CalibrationLoss,
     compute_dtype,
     counted_rows,
 )
 
-BaseSpec = SmoothingStrategy | str | Mapping[str, Any] | None
+BaseSpec = Strategy | str | Mapping[str, Any] | None
 
 
 class MDCA(CalibrationLoss):
@@ -42,10 +42,9 @@ class MDCA(CalibrationLoss):
     The base is a child module (its state is in this module's ``state_dict`` under
     ``base.``); every hook reaches it by construction (the
     :class:`~adaptls.smoothing.driver.StrategyDriver` visits the strategy tree: this
-    strategy, then its base), ``log_values`` reports its
-    figures next to ``smoothing/mdca``, and :meth:`soft_targets` returns the base's (the
-    target of the classification term; focal-type bases have none and raise). A base
-    built here takes this strategy's ``ignore_index``; a given instance must agree.
+    strategy, then its base), and ``log_values`` reports its figures next to
+    ``smoothing/mdca``. MDCA is a criterion: the target of its classification term, when
+    the base has one, is ``mdca.base.soft_targets(...)``. A base built here takes this strategy's ``ignore_index``; a given instance must agree.
 
     Reductions: MDCA is a statistic of the whole batch, not a sum over rows, so every
     counted row carries the same :math:`\beta\,\mathrm{MDCA}`: ``"none"`` is the base's
@@ -73,19 +72,9 @@ class MDCA(CalibrationLoss):
         self.base = _build_base(base, self.ignore_index)
         self._base_given = base is not None
 
-    def smoothing(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> SoftTarget:
-        return self.base.smoothing(logits, targets, indices)
-
-    def soft_targets(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> Tensor:
-        return self.base.soft_targets(logits, targets, indices)
-
     # ------------------------------------------------------------------ the loss
-    def _loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
-        base = self.base.loss(x, y, indices, reduction)
+    def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
+        base = self.base._flat_loss(x, y, indices, reduction)  # the base's own loss
         counted = counted_rows(y, self.ignore_index)
         mdca = multiclass_difference(compute_dtype(x), y, counted)
         if self.training:
@@ -129,10 +118,10 @@ def multiclass_difference(x: Tensor, y: Tensor, counted: Tensor) -> Tensor:
     return (confidence - frequency).abs().mean()
 
 
-def _build_base(base: BaseSpec, ignore_index: int) -> SmoothingStrategy:
+def _build_base(base: BaseSpec, ignore_index: int) -> Strategy:
     from adaptls.smoothing import STRATEGIES  # the registry imports this module
 
-    if isinstance(base, SmoothingStrategy):
+    if isinstance(base, Strategy):
         built = base
         if built.ignore_index != ignore_index:
             raise ValueError(

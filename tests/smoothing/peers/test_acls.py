@@ -80,10 +80,3 @@ def test_within_the_margin_it_is_cross_entropy(batch):
     strategy = built(10)
     torch.testing.assert_close(strategy(x, y), F.cross_entropy(x, y))
     assert float(strategy.log_values()["smoothing/penalty"]) == 0.0
-
-
-def test_soft_target_is_the_one_hot_of_the_cross_entropy_term(batch):
-    x, y = batch(6)
-    t = built(6).soft_targets(x, y)
-    counted = y != -100
-    torch.testing.assert_close(t[counted], F.one_hot(y[counted], 6).to(t.dtype))

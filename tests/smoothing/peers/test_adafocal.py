@@ -20,6 +20,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from adaptls.smoothing import STRATEGIES, AdaFocalLoss
+from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.peers.adafocal import equal_mass_edges, validation_gaps
 from adaptls.smoothing.validation_pass import ValidationPass
 
@@ -468,8 +469,6 @@ def test_registry_contract_hparams_summary_and_errors(batch):
     assert summary["gamma_per_bin"] == strategy.gammas.tolist()
     for key, value in strategy.log_values().items():
         assert torch.is_tensor(value) and value.dim() == 0 and isinstance(summary[key], float)
-    with pytest.raises(NotImplementedError, match=r"AdaFocalLoss \(smoothing=adafocal\)"):
-        strategy.soft_targets(x, y)
     for bad in ({"num_bins": 0}, {"lamda": -1.0}, {"gamma_init": float("nan")}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             AdaFocalLoss(**bad)
@@ -491,7 +490,7 @@ def test_loss_needs_no_host_sync_low_precision_and_schedule():
     assert loss.dtype == torch.float32 and torch.isfinite(logits.grad).all()
     torch.testing.assert_close(loss, strategy(logits.detach().float(), y))
     warm = built(6, schedule="warmup")
-    warm.set_epoch(0, max_epochs=20)  # s = 0: cross-entropy
+    StrategyDriver(warm).set_epoch(0, max_epochs=20)  # s = 0: cross-entropy
     torch.testing.assert_close(warm(logits.detach().float(), y), F.cross_entropy(logits.float(), y))
 
 
@@ -523,8 +522,8 @@ DDP_EPOCHS = 4
 def ddp_run(strategy, rank_batches):
     """The module's call order: an epoch end, then a validation pass of fit."""
     for epoch in range(DDP_EPOCHS):
-        strategy.set_epoch(epoch, DDP_EPOCHS)
-        strategy.on_epoch_end()
+        StrategyDriver(strategy).set_epoch(epoch, DDP_EPOCHS)
+        StrategyDriver(strategy).on_epoch_end()
         strategy.eval()
         for x, y in rank_batches(epoch):
             strategy.observe_validation(x, y)

@@ -69,10 +69,3 @@ def test_runner_up_is_the_largest_probability_below_the_target():
 def test_gamma_zero_is_cross_entropy(batch):
     x, y = batch(10)
     torch.testing.assert_close(built(10, gamma=0.0)(x, y), F.cross_entropy(x, y))
-
-
-def test_no_soft_target():
-    with pytest.raises(
-        NotImplementedError, match=r"DualFocalLoss \(smoothing=dual_focal\) has no soft target"
-    ):
-        built(3).soft_targets(torch.zeros(2, 3), torch.tensor([0, 1]))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptls.smoothing import FocalLoss
+from adaptls.smoothing.driver import StrategyDriver
 
 CLASSES = [2, 10, 1000]
 
@@ -91,6 +92,6 @@ def test_schedule_scales_gamma(batch):
     x, y = batch(10)
     scheduled = FocalLoss(gamma=3.0, schedule={"name": "step", "milestones": [1], "gamma": 0.5})
     scheduled.setup(num_classes=10)
-    scheduled.set_epoch(1, max_epochs=4)
+    StrategyDriver(scheduled).set_epoch(1, max_epochs=4)
     torch.testing.assert_close(scheduled(x, y), built(10, gamma=1.5)(x, y))
     assert scheduled.log_values() == {"smoothing/gamma": 1.5}

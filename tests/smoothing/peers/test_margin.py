@@ -77,11 +77,3 @@ def test_penalty_figure_is_the_unweighted_mean(batch, kept):
     penalty = strategy.log_values()["smoothing/penalty"]
     torch.testing.assert_close(loss, F.cross_entropy(xk, yk) + 0.3 * penalty.double())
     assert strategy.log_values()["smoothing/alpha"] == 0.3
-
-
-def test_soft_target_is_the_one_hot_of_the_cross_entropy_term(batch):
-    x, y = batch(6)
-    t = built(6).soft_targets(x, y)
-    counted = y != -100
-    torch.testing.assert_close(t[counted], F.one_hot(y[counted], 6).to(t.dtype))
-    assert (t[~counted] == 0).all()

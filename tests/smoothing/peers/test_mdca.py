@@ -117,7 +117,6 @@ def test_hooks_and_state_reach_the_base(batch):
     driver.on_epoch_end()
     assert strategy.base.epoch == 3
     assert any(key.startswith("base.") for key in strategy.state_dict())  # the base's state
-    torch.testing.assert_close(strategy.soft_targets(x, y), strategy.base.soft_targets(x, y))
     buffer = io.BytesIO()
     torch.save(strategy.state_dict(), buffer)
     buffer.seek(0)

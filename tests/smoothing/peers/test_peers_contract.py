@@ -18,6 +18,7 @@ from adaptls.smoothing import (
     FocalLoss,
     MarginSmoothing,
 )
+from adaptls.smoothing.base import Criterion, SmoothingStrategy
 from adaptls.smoothing.driver import StrategyDriver
 
 K = 6
@@ -29,7 +30,6 @@ PEERS = {
     "dual_focal": (DualFocalLoss, {"gamma": 3.0}),
     "mdca": (MDCA, {"beta": 2.0, "base": {"name": "focal", "gamma": 1.0}}),
 }
-NO_SOFT_TARGET = {"focal": "FocalLoss", "flsd": "AdaptiveFocalLoss", "dual_focal": "DualFocalLoss"}
 
 
 def make(name, **extra):
@@ -104,7 +104,7 @@ def test_a_schedule_at_zero_leaves_cross_entropy(name):
     """The epsilon schedule scales each loss's own strength (gamma, alpha, beta)."""
     base = {"base": None} if name == "mdca" else {}  # MDCA's own schedule scales beta only
     strategy = make(name, schedule="warmup", **base)
-    strategy.set_epoch(0, max_epochs=20)  # warmup: s(0) = 0
+    StrategyDriver(strategy).set_epoch(0, max_epochs=20)  # warmup: s(0) = 0
     assert strategy.schedule_factor == 0.0
     assert strategy.summary()["schedule"] == "warmup"
     logits, targets = batch()
@@ -149,20 +149,12 @@ def test_figures_come_from_training_batches_only(name):
 
 
 @pytest.mark.parametrize("name", PEERS)
-def test_soft_targets_are_one_hot_or_refused_by_name(name):
-    strategy = make(name, base=None) if name == "mdca" else make(name)
-    logits, targets = batch()
-    if name in NO_SOFT_TARGET:
-        with pytest.raises(
-            NotImplementedError,
-            match=rf"{NO_SOFT_TARGET[name]} \(smoothing={name}\) has no soft target",
-        ):
-            strategy.soft_targets(logits, targets)
-        return
-    t = strategy.soft_targets(logits, targets)
-    counted = targets != -100
-    torch.testing.assert_close(t[counted], F.one_hot(targets[counted], K).float())
-    assert (t[~counted] == 0).all()
+def test_a_criterion_has_no_soft_target_to_fake(name):
+    """The calibration losses are criteria: no ``smoothing()``, no ``soft_targets()``
+    (before the split, MbLS, ACLS and CALS returned a placeholder one-hot target)."""
+    strategy = make(name)
+    assert isinstance(strategy, Criterion) and not isinstance(strategy, SmoothingStrategy)
+    assert not hasattr(strategy, "smoothing") and not hasattr(strategy, "soft_targets")
 
 
 @pytest.mark.parametrize("name", PEERS)
