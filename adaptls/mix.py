@@ -7,7 +7,7 @@ the whole batch, so that sample i is (mostly) ``lam * x_i + (1 - lam) * x_perm[i
 
 The labels are *not* mixed here. A strategy scores a mixed sample against
 ``lam * t(y_a) + (1 - lam) * t(y_b)``, t being the strategy's own soft target
-(:meth:`adaptls.smoothing.SmoothingStrategy.mixed_loss`), so smoothing is applied once.
+(:meth:`adaptls.smoothing.StrategyDriver.mixed_loss`), so smoothing is applied once.
 Mixing a one-hot label here and smoothing it again in the loss is the double smoothing
 torchvision refused to build into its MixUp/CutMix (torchvision issue 4907).
 

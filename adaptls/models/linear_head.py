@@ -6,7 +6,7 @@ A model follows this protocol when it has
 - ``head``: the last layer, an ``nn.Linear(D, V)`` (weight (V, D), bias (V,) or None);
 
 and ``forward(x) == head(features(x))``. The Lightning module then trains it through
-:meth:`~adaptls.smoothing.SmoothingStrategy.linear_loss` with ``head.weight`` and
+:meth:`~adaptls.smoothing.StrategyDriver.linear_loss` with ``head.weight`` and
 ``head.bias``, which never holds the N x V logits (at V = 32000 and N = 8192 tokens they
 alone take 1 GB). Evaluation still calls ``forward`` batch by batch. Models without these
 attributes (every image and series classifier) are trained on their logits as before.

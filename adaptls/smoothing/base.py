@@ -199,11 +199,22 @@ class Strategy(DeclaredState):
         ``indices`` (...): the samples' positions in the training set, if known.
         ``reduction``: ``"mean"`` over rows whose target is not ``ignore_index`` (0 when
         none is counted), ``"sum"``, or ``"none"`` (shaped like ``targets``, 0 on ignored
-        rows).
+        rows). For a soft-target strategy this is the fused soft-target cross-entropy
+        (:func:`~adaptls.losses.soft_target_cross_entropy`).
         """
         check_reduction(reduction)
         x, y = self._flatten_checked(logits, targets)
-        loss = self._flat_loss(x, y, indices, reduction)
+        if torch.compiler.is_compiling():
+            loss = self._flat_loss(x, y, indices, reduction)
+        else:
+            try:
+                loss = self._flat_loss(x, y, indices, reduction)
+            except (RuntimeError, IndexError) as err:
+                # target values are not checked up front (a host sync): an index that is
+                # out of range fails where it is used; name it (and what is allowed)
+                if y.device.type != "meta":
+                    explain_bad_indices(y, x.shape[1], self.ignore_index, cause=err)
+                raise
         return loss.view(targets.shape) if reduction == "none" else loss
 
     def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
@@ -350,33 +361,6 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
         )
         return t.view(logits.shape)
 
-    def forward(
-        self,
-        logits: Tensor,
-        targets: Tensor,
-        reduction: str = "mean",
-        *,
-        indices: Tensor | None = None,
-    ) -> Tensor:
-        """Soft-target cross-entropy of ``logits`` (..., K) against ``targets`` (...).
-
-        ``indices`` (...): the samples' positions in the training set, if known.
-        ``reduction`` as in :func:`~adaptls.losses.soft_target_cross_entropy`.
-        """
-        check_reduction(reduction)
-        x, y = self._flatten_checked(logits, targets)
-        if torch.compiler.is_compiling():
-            loss = self._flat_loss(x, y, indices, reduction)
-        else:
-            try:
-                loss = self._flat_loss(x, y, indices, reduction)
-            except (RuntimeError, IndexError) as err:
-                # target values are not checked up front (a host sync): an index that is
-                # out of range fails where it is used; name it (and what is allowed)
-                explain_bad_indices(y, x.shape[1], self.ignore_index, cause=err)
-                raise
-        return loss.view(targets.shape) if reduction == "none" else loss
-
     def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         """The fused soft-target cross-entropy of :meth:`smoothing`'s target for checked,
         flattened (N, K) logits and (N,) targets. A strategy whose target is not one
@@ -460,7 +444,7 @@ class Criterion(Strategy):
     :meth:`loss` runs on checked inputs; only if it fails on an index is the first target
     outside ``[0, K)`` named in a ValueError (read on the error path only: no host sync on
     the way to a loss; on CUDA a bad target trips the device-side assertion of
-    ``F.cross_entropy``/``gather``, as in the fused loss).
+    ``F.cross_entropy``/``gather``, as in the fused loss), as for every strategy.
     """
 
     linear_unsupported: ClassVar[str | None] = (
@@ -475,29 +459,12 @@ class Criterion(Strategy):
         raise NotImplementedError
 
     def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
-        try:
-            return self.loss(x, y, indices, reduction)
-        except (IndexError, RuntimeError) as err:
-            _explain_bad_targets(y, x.shape[1], self.ignore_index, err)
-            raise
+        return self.loss(x, y, indices, reduction)
 
     def set_extra_state(self, state: dict[str, Tensor]) -> None:
         # Checkpoints written while criteria shared the soft-target base hold its
         # applied-epsilon record, which a criterion never wrote (always zero): dropped.
         super().set_extra_state({k: v for k, v in state.items() if k not in RECORD_STATES})
-
-
-def _explain_bad_targets(y: Tensor, k: int, ignore_index: int, cause: BaseException) -> None:
-    """Raise a ValueError naming the first target outside [0, K) and not ignore_index;
-    return if there is none. Reads the values: for the error path only."""
-    if y.device.type == "meta":
-        return
-    bad = ((y < 0) | (y >= k)) & (y != ignore_index)
-    if bad.any():
-        raise ValueError(
-            f"target {y[bad][0].item()} is out of range: allowed are 0..{k - 1} "
-            f"or ignore_index={ignore_index}"
-        ) from cause
 
 
 def flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from adaptls.smoothing import STRATEGIES, UniformSmoothing, ValidationPass
-from adaptls.smoothing.base import SmoothingStrategy
+from adaptls.smoothing.base import SmoothingStrategy, Strategy
 from adaptls.smoothing.driver import StrategyDriver
 
 K = 4
@@ -26,8 +26,8 @@ DRIVER_METHODS = sorted(
     for name, member in inspect.getmembers(StrategyDriver, inspect.isfunction)
     if not name.startswith("_")
 )
-#: The strategy methods a spy records: every public method of the base class beyond
-#: nn.Module's (what any driver method could call on a strategy).
+#: The strategy methods a spy records: every public method of the soft-target contract
+#: beyond nn.Module's (what any driver method could call on a strategy), and its call.
 STRATEGY_METHODS = [
     "forward",
     *(
@@ -36,9 +36,11 @@ STRATEGY_METHODS = [
         if not name.startswith("_") and not hasattr(torch.nn.Module, name)
     ),
 ]
-#: A wrapper computes its base's loss inside its own (MDCA adds its term to the base's
-#: ``loss``): the base is reached through ``loss``, never through its loss entry points.
-LOSS_ENTRIES = {"forward", "mixed_loss", "linear_loss"}
+#: A wrapper computes its base's loss inside its own (MDCA adds its term to the base's):
+#: the base is reached through its loss, never through its call.
+LOSS_ENTRIES = {"forward"}
+#: What the driver may set on a strategy directly (the loop's facts), seen as "set:<name>".
+LOOP_FACTS = ("epoch", "max_epochs", "num_classes", "class_counts")
 
 
 class Spy(UniformSmoothing, register=False):
@@ -98,14 +100,17 @@ def arguments(method: str) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def received(strategy: SmoothingStrategy, spy: Spy, method: str) -> set[str] | None:
-    """The strategy methods ``spy`` receives when the driver of ``strategy`` runs
-    ``method`` (after setup, except for setup itself); None when the driver refuses the
-    call for this strategy with a TypeError naming why (the fused linear path)."""
+def received(strategy: Strategy, spy: Spy, method: str) -> set[str] | None:
+    """What ``spy`` receives when the driver of ``strategy`` runs ``method`` (after setup,
+    except for setup itself): the strategy methods called on it from outside, the loop's
+    facts set on it and its declared states that changed; None when the driver refuses
+    the call for this strategy with a TypeError naming why (the fused linear path)."""
     driver = StrategyDriver(strategy)
     if method != "setup":
         driver.setup(K)
     spy.spy["calls"].clear()
+    before = {name: repr(getattr(spy, name)) for name in LOOP_FACTS}
+    states = {name: getattr(spy, name).clone() for name in spy._states}
     args, kwargs = arguments(method)
     try:
         getattr(driver, method)(*args, **kwargs)
@@ -113,7 +118,9 @@ def received(strategy: SmoothingStrategy, spy: Spy, method: str) -> set[str] | N
         if "cannot run through the fused linear path" in str(err):
             return None
         raise
-    return set(spy.spy["calls"])
+    changed = {f"set:{n}" for n in LOOP_FACTS if repr(getattr(spy, n)) != before[n]}
+    changed |= {f"state:{n}" for n, v in states.items() if not torch.equal(getattr(spy, n), v)}
+    return set(spy.spy["calls"]) | changed
 
 
 def test_the_driver_and_the_wrappers_are_enumerated():
