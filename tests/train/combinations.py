@@ -87,11 +87,6 @@ def stateful_bases() -> list[str]:
     return [n for n in strategies() if n not in composers() and own_state(n)]
 
 
-def steered_by_validation(name: str) -> bool:
-    """Whether ``name`` collects validation statistics (overrides ``observe_validation``)."""
-    return STRATEGIES[name].observe_validation is not SmoothingStrategy.observe_validation
-
-
 def strategy_x_schedule() -> list[tuple[str, str]]:
     return list(itertools.product(strategies(), schedules()))
 

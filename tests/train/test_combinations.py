@@ -24,7 +24,6 @@ from combinations import (
     linear_path,
     mixers,
     own_state,
-    steered_by_validation,
     strategy_x_mixer,
     strategy_x_schedule,
 )
@@ -237,23 +236,7 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
-@pytest.mark.parametrize(
-    ("composer", "base"),
-    [
-        pytest.param(
-            composer,
-            base,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 19: MDCA does not forward observe_validation; fixed by the "
-                "composition mechanism",
-            )
-            if steered_by_validation(base)
-            else [],
-        )
-        for composer, base in composer_x_stateful_base()
-    ],
-)
+@pytest.mark.parametrize(("composer", "base"), composer_x_stateful_base())
 def test_a_composed_base_keeps_its_state_moving(compose_train, tmp_path, composer, base):
     """One epoch of ``smoothing=<base>`` moves some of its declared state; as the base of
     ``smoothing=<composer>`` the same state moves."""
