@@ -334,16 +334,16 @@ def test_the_python_blocks_run(workdir: Path):
     check = textwrap.dedent(
         f"""
         import importlib, inspect, torch
-        from adaptls.smoothing import SmoothingStrategy
+        from adaptls.smoothing import SmoothingStrategy, StrategyDriver
         for name in {modules!r}:
             module = importlib.import_module(name)
             for cls in vars(module).values():
                 if inspect.isclass(cls) and issubclass(cls, SmoothingStrategy) and cls.__module__ == name:
-                    s = cls()
+                    s = StrategyDriver(cls())
                     s.setup(num_classes=5, class_counts=torch.full((5,), 4))
                     logits = torch.randn(8, 5, requires_grad=True)
                     targets = torch.randint(0, 5, (8,))
-                    s(logits, targets).backward()
+                    s.loss(logits, targets).backward()
                     s.observe(logits.detach(), targets)
                     s.on_epoch_end()
                     print("ok", cls.__name__)
