@@ -14,7 +14,15 @@ from adaptls.losses import (
     linear_soft_target_cross_entropy,
     soft_target_cross_entropy,
 )
-from adaptls.smoothing.base import REGISTRY, Criterion, SmoothingStrategy, SoftTarget, Strategy
+from adaptls.smoothing.base import (
+    REGISTRY,
+    Criterion,
+    Limits,
+    SmoothingStrategy,
+    SoftTarget,
+    Strategy,
+    soft_targets,
+)
 from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_aware_epsilon
 from adaptls.smoothing.confidence import ConfidenceSmoothing
 from adaptls.smoothing.driver import StrategyDriver
@@ -65,6 +73,7 @@ __all__ = [
     "EpsilonSchedule",
     "FeedbackSmoothing",
     "FocalLoss",
+    "Limits",
     "MarginSmoothing",
     "NoSmoothing",
     "OnlineSmoothing",
@@ -79,4 +88,5 @@ __all__ = [
     "label_aware_epsilon",
     "linear_soft_target_cross_entropy",
     "soft_target_cross_entropy",
+    "soft_targets",
 ]

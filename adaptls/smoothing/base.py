@@ -53,6 +53,7 @@ from adaptls.smoothing.validation_pass import ValidationPass
 __all__ = [
     "REGISTRY",
     "Criterion",
+    "Limits",
     "SmoothingStrategy",
     "SoftTarget",
     "StateSpec",
@@ -61,6 +62,7 @@ __all__ = [
     "check_epsilon",
     "check_nonnegative",
     "check_positive",
+    "soft_targets",
 ]
 
 
@@ -80,6 +82,27 @@ class SoftTarget(NamedTuple):
     epsilon: float | Tensor
     prior: Tensor | None = None
     prior_index: Tensor | None = None
+
+
+class Limits(NamedTuple):
+    """What a strategy cannot do, declared once and read before a run starts.
+
+    - ``linear``: why its loss cannot be computed from the classifier layer's inputs
+      without the logits (the driver's ``linear_loss``), or None when it can. The default
+      is a reason, so that a new strategy is never silently fed logits it did not get;
+    - ``distributed``: why it cannot train on several processes (its state does not
+      reduce across ranks yet), or None when it can: ``adaptls.train`` refuses such a run
+      before it starts;
+    - ``needs_run_length``: whether it needs the run's length in epochs (a ramp over the
+      run): a run of unknown length is refused.
+    """
+
+    linear: str | None = (
+        "its smoothing or its loss reads the logits' values, which the fused linear path "
+        "never holds"
+    )
+    distributed: str | None = None
+    needs_run_length: bool = False
 
 
 class Strategy(DeclaredState):
@@ -104,8 +127,8 @@ class Strategy(DeclaredState):
       the run's ``plots/``), :meth:`summary` (the ``metrics.json`` record) and
       :meth:`hparams` (read from the constructor);
     - declarations: ``name`` (registers the class: ``smoothing=<name>``),
-      ``search_space`` (the default of ``hparams_search``), ``linear_unsupported``,
-      ``distributed_unsupported``, ``needs_run_length``.
+      ``search_space`` (the default of ``hparams_search``) and ``limits`` (what it
+      cannot do: :class:`Limits`).
 
     What it reads: ``num_classes``/``class_counts`` (after setup), ``epoch``/``max_epochs``
     (the current training epoch) and :attr:`schedule_factor`, ``ignore_index``.
@@ -129,18 +152,9 @@ class Strategy(DeclaredState):
     #: the Optuna sweeper (``"interval(0.0, 0.4)"``, ``"tag(log, interval(0.1, 10))"``,
     #: ``"choice(1, 5)"``). Empty: such a search stops with an error naming both ways.
     search_space: ClassVar[Mapping[str, str]] = {}
-    #: Why this strategy cannot train on several processes (its state does not reduce across
-    #: ranks yet), or None when it can. ``adaptls.train`` refuses such a run before it starts.
-    #: A strategy where it depends on its options overrides this with a property.
-    distributed_unsupported: str | None = None
-    #: Why this strategy's loss cannot be computed from the classifier layer's inputs
-    #: without the logits (the driver's ``linear_loss``), or None when it can.
-    linear_unsupported: ClassVar[str | None] = (
-        "its smoothing or its loss reads the logits' values, which the fused linear path "
-        "never holds"
-    )
-    #: Whether the strategy itself needs the run's length (e.g. a ramp over the epochs).
-    needs_run_length: ClassVar[bool] = False
+    #: What this strategy cannot do, read before a run starts (:class:`Limits`). A strategy
+    #: where it depends on its options overrides this with a property.
+    limits: Limits = Limits()
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         """Register every subclass that sets its own ``name`` (``smoothing=<name>``).
@@ -318,11 +332,11 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
     targets to (N,) and returns a :class:`SoftTarget`) and, if stateful, the hooks of
     :class:`Strategy`. A stateless strategy implements only :meth:`smoothing`. The loss is
     always the fused :func:`~adaptls.losses.soft_target_cross_entropy`; no strategy builds
-    t itself. :meth:`soft_targets` returns the dense t (for analysis and tests).
+    t itself. :func:`soft_targets` returns the dense t (for analysis and tests).
 
     The fused linear path (the driver's ``linear_loss``: the classifier layer's inputs
-    instead of the (N, V) logits) serves a strategy that sets ``linear_unsupported =
-    None``: right for one whose :meth:`smoothing` reads only the logits' shape, dtype and
+    instead of the (N, V) logits) serves a strategy that declares
+    ``limits = Limits(linear=None)``: right for one whose :meth:`smoothing` reads only the logits' shape, dtype and
     device (never their values). One whose smoothing reads logit values (confidence,
     online top-k) overrides ``_linear_flat_loss`` with statistics the chunked kernel
     provides, or keeps the default reason, so that a new strategy is never silently fed
@@ -341,17 +355,12 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
         provides them, (N,) sample indices."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def soft_targets(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> Tensor:
-        """The dense soft target t, shaped like ``logits`` (for analysis and tests).
-
-        Rows whose target is ``ignore_index`` are all zero.
-        """
-        x, y = self._flatten_checked(logits, targets)
+    def _dense_target(self, x: Tensor, y: Tensor, indices: Tensor | None) -> Tensor:
+        """The dense (N, K) soft target of checked, flattened inputs (:func:`soft_targets`).
+        A strategy whose target is not one :class:`SoftTarget` (online top-k) overrides
+        this."""
         target = self._checked_target(x, y, indices)
-        t = dense_soft_targets(
+        return dense_soft_targets(
             y,
             x.shape[-1],
             target.epsilon,
@@ -359,7 +368,6 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
             prior_index=target.prior_index,
             ignore_index=self.ignore_index,
         )
-        return t.view(logits.shape)
 
     def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
         """The fused soft-target cross-entropy of :meth:`smoothing`'s target for checked,
@@ -389,7 +397,7 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
 
         Default: :meth:`smoothing` sees a stand-in for the (N, V) logits that has their
         shape, dtype and device but a single stored element (a stride-0 view), so it
-        must not read values (see ``linear_unsupported``).
+        must not read values (see :class:`Limits`).
         """
         stand_in = hidden.new_zeros(()).expand(hidden.shape[0], weight.shape[0])
         target = self._checked_target(stand_in, targets, indices)
@@ -447,8 +455,9 @@ class Criterion(Strategy):
     ``F.cross_entropy``/``gather``, as in the fused loss), as for every strategy.
     """
 
-    linear_unsupported: ClassVar[str | None] = (
-        "a criterion's loss reads the logits' values, which the fused linear path never holds"
+    limits: Limits = Limits(
+        linear="a criterion's loss reads the logits' values, which the fused linear path "
+        "never holds"
     )
 
     def loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
@@ -479,17 +488,28 @@ def flat_indices(indices: Tensor | None, y: Tensor) -> Tensor | None:
     return flat
 
 
+@torch.no_grad()
+def soft_targets(
+    strategy: SmoothingStrategy, logits: Tensor, targets: Tensor, indices: Tensor | None = None
+) -> Tensor:
+    """The dense soft target t of ``strategy``, shaped like ``logits`` (..., K), for
+    analysis and tests: what the fused loss trains against, schedule factor included.
+    Rows whose target is ``ignore_index`` are all zero. Materialises N x K."""
+    if not isinstance(strategy, SmoothingStrategy):
+        raise TypeError(
+            f"{type(strategy).__name__} (smoothing={strategy.name}) has no soft target: it is "
+            "a criterion, whose loss is not a cross-entropy against a target distribution"
+        )
+    x, y = strategy._flatten_checked(logits, targets)
+    return strategy._dense_target(x, y, indices).view(logits.shape)
+
+
 def check_run_length(strategy: Strategy, max_epochs: int | None) -> None:
     """Fail clearly if ``strategy`` (or its schedule) needs the run's length in epochs and
     ``max_epochs`` is unknown (None or <= 0), instead of treating the run as one epoch."""
-    if (strategy.needs_run_length or strategy.schedule.needs_length) and not (
-        max_epochs is not None and max_epochs > 0
-    ):
-        what = (
-            f"{type(strategy).__name__}"
-            if strategy.needs_run_length
-            else f"schedule {strategy.schedule.describe()!r}"
-        )
+    own = strategy.limits.needs_run_length
+    if (own or strategy.schedule.needs_length) and not (max_epochs is not None and max_epochs > 0):
+        what = f"{type(strategy).__name__}" if own else f"schedule {strategy.schedule.describe()!r}"
         raise ValueError(
             f"{what} needs the run's length in epochs, got max_epochs={max_epochs!r}: "
             "set trainer.max_epochs to a number >= 1"

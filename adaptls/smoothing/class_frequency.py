@@ -12,6 +12,7 @@ from torch import Tensor
 from adaptls.checks import check_class_counts
 from adaptls.smoothing._per_class_summary import summarise_per_class
 from adaptls.smoothing.base import (
+    Limits,
     SmoothingStrategy,
     SoftTarget,
     check_choice,
@@ -97,7 +98,7 @@ class ClassFrequencySmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "class_frequency"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
+    limits = Limits(linear=None)  # smoothing reads no logit values
     epsilon_per_class: Tensor
 
     def __init__(

@@ -14,6 +14,7 @@ from adaptls.losses._fused_linear import (
     fused_linear_soft_target_cross_entropy,
 )
 from adaptls.smoothing.base import (
+    Limits,
     SmoothingStrategy,
     SoftTarget,
     check_choice,
@@ -51,7 +52,7 @@ class ConfidenceSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "confidence"
-    linear_unsupported: ClassVar[str | None] = None  # its signal: per-row kernel statistics
+    limits = Limits(linear=None)  # its signal: per-row kernel statistics
 
     def __init__(
         self,

@@ -77,14 +77,12 @@ class StrategyDriver:
     @property
     def linear_unsupported(self) -> str | None:
         """Why :meth:`linear_loss` cannot serve this strategy, or None when it can."""
-        return self.strategy.linear_unsupported
+        return self.strategy.limits.linear
 
     @property
     def distributed_unsupported(self) -> str | None:
         """Why a strategy of the tree cannot train on several processes, or None."""
-        return next(
-            (p.distributed_unsupported for p in self.parts if p.distributed_unsupported), None
-        )
+        return next((p.limits.distributed for p in self.parts if p.limits.distributed), None)
 
     def loss(
         self,
@@ -161,10 +159,10 @@ class StrategyDriver:
         """
         check_reduction(reduction)
         strategy = self.strategy
-        if strategy.linear_unsupported is not None or not isinstance(strategy, SmoothingStrategy):
+        if strategy.limits.linear is not None or not isinstance(strategy, SmoothingStrategy):
             raise TypeError(
                 f"{type(strategy).__name__} ({strategy.name!r}) cannot run through the fused "
-                f"linear path (linear_loss): {strategy.linear_unsupported}. Compute the "
+                f"linear path (linear_loss): {strategy.limits.linear}. Compute the "
                 "logits and call the strategy on them instead."
             )
         ignore_index = strategy.ignore_index

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from adaptls.checks import check_nonnegative
 from adaptls.smoothing._per_class_summary import summarise_per_class
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
+from adaptls.smoothing.base import Limits, SmoothingStrategy, SoftTarget, check_epsilon
 from adaptls.smoothing.figures import PICTURED_CLASSES, PerClassBars
 from adaptls.smoothing.validation_pass import ValidationPass
 
@@ -51,7 +51,7 @@ class FeedbackSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "feedback"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
+    limits = Limits(linear=None)  # smoothing reads no logit values
 
     def __init__(
         self,

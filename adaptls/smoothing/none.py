@@ -6,14 +6,14 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import Limits, SmoothingStrategy, SoftTarget
 
 
 class NoSmoothing(SmoothingStrategy):
     """t_i = onehot(y_i), i.e. exactly ``F.cross_entropy(logits, targets)``."""
 
     name: ClassVar[str] = "none"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
+    limits = Limits(linear=None)  # smoothing reads no logit values
 
     def smoothing(
         self, logits: Tensor, targets: Tensor, indices: Tensor | None = None

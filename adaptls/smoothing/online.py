@@ -20,7 +20,7 @@ from adaptls.smoothing._topk_labels import (
     sparse_linear_term,
     sparse_logit_term,
 )
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget
+from adaptls.smoothing.base import Limits, SmoothingStrategy, SoftTarget
 from adaptls.smoothing.figures import PICTURED_CLASSES, MatrixHeatmap
 
 
@@ -57,12 +57,11 @@ class OnlineSmoothing(SmoothingStrategy):
     class instead of K (:mod:`adaptls.smoothing._topk_labels`: the format, the loss that
     never expands it, and how mass that falls out of the sums joins the uniform rest).
     Not yet for distributed training (the per-rank sums would need a merge, not a sum):
-    :attr:`distributed_unsupported` says so, ``adaptls.train`` refuses it before the run
+    :attr:`limits` says so, ``adaptls.train`` refuses it before the run
     starts, and a plain distributed loop gets NotImplementedError at the first epoch end.
     """
 
     name: ClassVar[str] = "online"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
 
     def __init__(
         self, alpha: float = 0.5, init: str = "zeros", topk: int | None = None, **kwargs: Any
@@ -74,13 +73,15 @@ class OnlineSmoothing(SmoothingStrategy):
         self._pending: list[tuple[Tensor, Tensor, Tensor]] = []  # top-k: unmerged rows
 
     @property
-    def distributed_unsupported(self) -> str | None:
-        """Why this configuration cannot train on several processes; None: it can."""
+    def limits(self) -> Limits:
+        """Smoothing reads no logit values (the linear path serves it); top-k cannot train
+        on several processes yet."""
         if self.topk is None:
-            return None
-        return (
-            f"topk={self.topk} does not merge the ranks' running sums yet: use topk=None "
-            "(null in a config: the dense S) for distributed training"
+            return Limits(linear=None)
+        return Limits(
+            linear=None,
+            distributed=f"topk={self.topk} does not merge the ranks' running sums yet: use "
+            "topk=None (null in a config: the dense S) for distributed training",
         )
 
     def setup(self, num_classes: int, class_counts: Sequence[int] | Tensor | None = None) -> None:
@@ -176,18 +177,13 @@ class OnlineSmoothing(SmoothingStrategy):
             return term.sum()
         return term.sum() / counted.sum().clamp(min=1)
 
-    @torch.no_grad()
-    def soft_targets(
-        self, logits: Tensor, targets: Tensor, indices: Tensor | None = None
-    ) -> Tensor:
+    def _dense_target(self, x: Tensor, y: Tensor, indices: Tensor | None) -> Tensor:
         if self.topk is None or not self._learned:
-            return super().soft_targets(logits, targets, indices)
-        x, y = self._flatten_checked(logits, targets)
+            return super()._dense_target(x, y, indices)
         eps = (1.0 - self.alpha) * self.schedule_factor
         safe = torch.where(y == self.ignore_index, 0, y)
         rows = self.labels.dense(safe.to(self.S_share.device)).to(x.device)
-        t = dense_soft_targets(y, x.shape[1], eps, rows, ignore_index=self.ignore_index)
-        return t.view(logits.shape)
+        return dense_soft_targets(y, x.shape[1], eps, rows, ignore_index=self.ignore_index)
 
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
@@ -240,7 +236,7 @@ class OnlineSmoothing(SmoothingStrategy):
         k = self._require_num_classes()
         if self.topk is not None:
             if is_distributed():  # adaptls.train refuses this at build time already
-                raise NotImplementedError(f"OnlineSmoothing: {self.distributed_unsupported}")
+                raise NotImplementedError(f"OnlineSmoothing: {self.limits.distributed}")
             self._merge_pending()
             labels = labels_from_slots(
                 self.slot_index, self.slot_sum, self.count, self.S_index.shape[1]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_probability
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_run_length
+from adaptls.smoothing.base import Limits, SmoothingStrategy, SoftTarget, check_run_length
 
 
 class SelfDistillSmoothing(SmoothingStrategy):
@@ -42,8 +42,8 @@ class SelfDistillSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "self_distill"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
-    needs_run_length: ClassVar[bool] = True
+    # smoothing reads no logit values; alpha ramps over the run's epochs
+    limits = Limits(linear=None, needs_run_length=True)
 
     def __init__(self, alpha_T: float = 0.8, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from adaptls.smoothing.base import SmoothingStrategy, SoftTarget, check_epsilon
+from adaptls.smoothing.base import Limits, SmoothingStrategy, SoftTarget, check_epsilon
 
 
 class UniformSmoothing(SmoothingStrategy):
@@ -18,7 +18,7 @@ class UniformSmoothing(SmoothingStrategy):
     """
 
     name: ClassVar[str] = "uniform"
-    linear_unsupported: ClassVar[str | None] = None  # smoothing reads no logit values
+    limits = Limits(linear=None)  # smoothing reads no logit values
 
     def __init__(self, epsilon: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adaptls.smoothing import ConfidenceSmoothing, soft_target_cross_entropy
+from adaptls.smoothing import ConfidenceSmoothing, soft_target_cross_entropy, soft_targets
 
 K = 4
 # softmax rows written out: a confident row, an unsure one, a uniform one
@@ -40,7 +40,7 @@ def test_epsilon_of_each_signal_by_hand(signal, e_min, e_max, power):
     eps = s.smoothing(LOGITS, TARGETS).epsilon
     expected = [e_min + (e_max - e_min) * c**power for c in CONFIDENCE[signal]]
     torch.testing.assert_close(eps, torch.tensor(expected), rtol=1e-5, atol=1e-6)
-    t = s.soft_targets(LOGITS, TARGETS)
+    t = soft_targets(s, LOGITS, TARGETS)
     for row, (e, y) in enumerate(zip(expected, TARGETS.tolist(), strict=True)):
         assert t[row, y].item() == pytest.approx(1 - e + e / K, abs=1e-6)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adaptls.smoothing import ClassFigures, FeedbackSmoothing, ValidationPass
+from adaptls.smoothing import ClassFigures, FeedbackSmoothing, ValidationPass, soft_targets
 
 
 def _ready(**kwargs) -> FeedbackSmoothing:
@@ -57,7 +57,7 @@ def test_per_class_moves_only_classes_with_a_gap() -> None:
         )
     )
     torch.testing.assert_close(s.epsilon, torch.tensor([0.3, 0.1, 0.0, 0.1]))
-    t = s.soft_targets(torch.zeros(2, 4), torch.tensor([0, 1]))
+    t = soft_targets(s, torch.zeros(2, 4), torch.tensor([0, 1]))
     assert t[0, 0].item() == pytest.approx(1 - 0.3 + 0.3 / 4)
     assert t[1, 1].item() == pytest.approx(1 - 0.1 + 0.1 / 4)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptls.smoothing import STRATEGIES, SmoothingStrategy
+from adaptls.smoothing import STRATEGIES, SmoothingStrategy, soft_targets
 from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.validation_pass import ValidationPass
 
@@ -53,8 +53,8 @@ def trained(name: str) -> SmoothingStrategy:
 def test_mixed_loss_is_cross_entropy_against_the_mixed_dense_target(name, lam):
     strategy = trained(name)
     logits, y_a, y_b, idx_a, idx_b = batch(seed=1)
-    t = lam * strategy.soft_targets(logits, y_a, idx_a) + (1 - lam) * strategy.soft_targets(
-        logits, y_b, idx_b
+    t = lam * soft_targets(strategy, logits, y_a, idx_a) + (1 - lam) * soft_targets(
+        strategy, logits, y_b, idx_b
     )
     t = t.double()
     # Strategies keep epsilon and priors in float32 (class epsilons, S, stored predictions):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaptls.smoothing import OnlineSmoothing, soft_target_cross_entropy
+from adaptls.smoothing import OnlineSmoothing, soft_target_cross_entropy, soft_targets
 from adaptls.smoothing._topk_labels import merge_slots
 from adaptls.smoothing.driver import StrategyDriver
 
@@ -181,7 +181,7 @@ def test_the_loss_is_cross_entropy_against_the_reconstructed_labels(linear, redu
     for a, b in zip(leaves, ref_leaves, strict=True):
         torch.testing.assert_close(a.grad, b.grad, **TOL)
     torch.testing.assert_close(
-        top.soft_targets(F.linear(hidden, weight, bias), targets)[targets != -100],
+        soft_targets(top, F.linear(hidden, weight, bias), targets)[targets != -100],
         (1 - eps) * F.one_hot(targets.clamp(min=0), k_classes)[targets != -100]
         + eps * rows.float()[targets != -100],
     )

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from adaptls.smoothing import STRATEGIES, EpsilonSchedule, SmoothingStrategy
+from adaptls.smoothing import STRATEGIES, EpsilonSchedule, SmoothingStrategy, soft_targets
 from adaptls.smoothing.driver import StrategyDriver
 
 
@@ -66,8 +66,8 @@ def test_every_strategy_composes_with_a_schedule(name: str) -> None:
     assert scheduled.summary()["schedule"] == {"name": "step", "milestones": [1], "gamma": 0.5}
     if not isinstance(plain, SmoothingStrategy):  # a criterion: its schedule scales its
         return  # strength (gamma, alpha, beta), checked in tests/smoothing/peers
-    t_plain = plain.soft_targets(logits, targets, indices)
-    t_sched = scheduled.soft_targets(logits, targets, indices)
+    t_plain = soft_targets(plain, logits, targets, indices)
+    t_sched = soft_targets(scheduled, logits, targets, indices)
     onehot = torch.nn.functional.one_hot(targets, 5).float()
     # Halving epsilon halves the distance to the one-hot target, whatever the strategy.
     torch.testing.assert_close(t_sched - onehot, 0.5 * (t_plain - onehot))

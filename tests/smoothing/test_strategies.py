@@ -17,6 +17,7 @@ from adaptls.smoothing import (
     SmoothingStrategy,
     Strategy,
     UniformSmoothing,
+    soft_targets,
 )
 from adaptls.smoothing.driver import StrategyDriver
 
@@ -97,7 +98,7 @@ def test_soft_targets_are_distributions(name):
     if not has_soft_targets(strategy):
         return
     logits, targets = batch()
-    t = strategy.soft_targets(logits, targets, indices_for(targets))
+    t = soft_targets(strategy, logits, targets, indices_for(targets))
     assert t.shape == logits.shape
     counted = targets != -100
     assert (t >= 0).all()
@@ -121,7 +122,7 @@ def test_loss_is_cross_entropy_against_the_soft_targets(name, reduction):
     strategy = trained(name)
     logits, targets = batch(seed=4)
     indices = indices_for(targets, seed=4)
-    t = strategy.soft_targets(logits, targets, indices)
+    t = soft_targets(strategy, logits, targets, indices)
     x = logits.clone().requires_grad_()
     loss = strategy(x, targets, reduction=reduction, indices=indices)
     rows = -(t * torch.log_softmax(logits, -1)).sum(-1)
@@ -163,8 +164,8 @@ def test_state_dict_round_trip(name):
     )
     if has_soft_targets(strategy):
         torch.testing.assert_close(
-            fresh.soft_targets(logits, targets, indices),
-            strategy.soft_targets(logits, targets, indices),
+            soft_targets(fresh, logits, targets, indices),
+            soft_targets(strategy, logits, targets, indices),
         )
     for s in (fresh, strategy):  # per-batch figures (focal's mean gamma, ...) come from
         s.train()(logits, targets, indices=indices)  # the last training batch, not the state
@@ -301,7 +302,7 @@ def test_ignore_index_is_a_constructor_option():
     strategy = UniformSmoothing(0.1, ignore_index=0)
     strategy.setup(num_classes=3)
     logits, targets = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    t = strategy.soft_targets(logits, targets)
+    t = soft_targets(strategy, logits, targets)
     assert (t[[0, 3]] == 0).all() and (t[[1, 2]].sum(-1) == 1).all()
     with pytest.raises(ValueError, match="ignore_index=0"):
         strategy(logits, torch.tensor([0, 1, 2, -100]))

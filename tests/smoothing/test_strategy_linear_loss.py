@@ -28,8 +28,8 @@ K, D = 9, 4
 COUNTS = [300, 120, 80, 40, 20, 9, 4, 2, 1]
 LEAD = (3, 7)  # 21 rows
 N_SAMPLES = sum(COUNTS)
-SUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls.linear_unsupported is None)
-UNSUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls.linear_unsupported is not None)
+SUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls().limits.linear is None)
+UNSUPPORTED = sorted(n for n, cls in STRATEGIES.items() if cls().limits.linear is not None)
 TOL = {"atol": 1e-12, "rtol": 1e-10}
 F32_TOL = {"atol": 1e-6, "rtol": 1e-6}
 

@@ -63,7 +63,7 @@ def token_id_data(config_dir: Path = CONF) -> list[str]:
 def linear_path() -> tuple[list[str], list[str]]:
     """(strategies that train through the fused linear loss, those that cannot)."""
     names = strategies()
-    supported = [n for n in names if STRATEGIES[n].linear_unsupported is None]
+    supported = [n for n in names if STRATEGIES[n]().limits.linear is None]
     return supported, [n for n in names if n not in supported]
 
 
@@ -105,7 +105,7 @@ def schedules_needing_the_run_length() -> list[str]:
 
 
 def strategies_needing_the_run_length() -> list[str]:
-    return [n for n in strategies() if STRATEGIES[n].needs_run_length]
+    return [n for n in strategies() if STRATEGIES[n]().limits.needs_run_length]
 
 
 def mixer_x_token_id_data(config_dir: Path = CONF) -> list[tuple[str, str]]:

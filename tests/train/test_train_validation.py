@@ -182,7 +182,7 @@ def test_what_can_run_is_not_refused(compose_train, tmp_path, small, overrides):
     cfg = compose_train(*overrides, *small, "logger=none", output_dir=tmp_path / "run")
     _, module, trainer = build(cfg)
     assert trainer.world_size == (2 if "trainer=ddp_cpu" in overrides else 1)
-    assert module.strategy.distributed_unsupported is None or trainer.world_size == 1
+    assert module.strategy.limits.distributed is None or trainer.world_size == 1
 
 
 def test_resuming_from_a_missing_last_checkpoint_says_it_starts_from_scratch(

@@ -44,7 +44,7 @@ class MDCA(CalibrationLoss):
     :class:`~adaptls.smoothing.driver.StrategyDriver` visits the strategy tree: this
     strategy, then its base), and ``log_values`` reports its figures next to
     ``smoothing/mdca``. MDCA is a criterion: the target of its classification term, when
-    the base has one, is ``mdca.base.soft_targets(...)``. A base built here takes this strategy's ``ignore_index``; a given instance must agree.
+    the base has one, is ``soft_targets(mdca.base, ...)``. A base built here takes this strategy's ``ignore_index``; a given instance must agree.
 
     Reductions: MDCA is a statistic of the whole batch, not a sum over rows, so every
     counted row carries the same :math:`\beta\,\mathrm{MDCA}`: ``"none"`` is the base's

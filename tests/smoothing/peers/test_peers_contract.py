@@ -17,6 +17,7 @@ from adaptls.smoothing import (
     DualFocalLoss,
     FocalLoss,
     MarginSmoothing,
+    soft_targets,
 )
 from adaptls.smoothing.base import Criterion, SmoothingStrategy
 from adaptls.smoothing.driver import StrategyDriver
@@ -154,7 +155,9 @@ def test_a_criterion_has_no_soft_target_to_fake(name):
     (before the split, MbLS, ACLS and CALS returned a placeholder one-hot target)."""
     strategy = make(name)
     assert isinstance(strategy, Criterion) and not isinstance(strategy, SmoothingStrategy)
-    assert not hasattr(strategy, "smoothing") and not hasattr(strategy, "soft_targets")
+    assert not hasattr(strategy, "smoothing")
+    with pytest.raises(TypeError, match=rf"smoothing={name}\) has no soft target"):
+        soft_targets(strategy, *batch())
 
 
 @pytest.mark.parametrize("name", PEERS)
