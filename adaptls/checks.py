@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -173,31 +172,6 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-
-
-def atomic_link(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
-    """Make ``path`` a second name (a hard link) of the complete file ``source``: link it
-    under a temporary name next to ``path``, ``os.replace`` that onto ``path``, fsync the
-    directory.
-
-    ``path`` is at every moment either its previous file or ``source``'s, never absent or
-    partial. Later atomic writes to either name replace that name only (a new file), so the
-    other keeps its content. Returns False, changing nothing, where no hard link can be made
-    (a file system without them, another file system, a missing ``source``).
-    """
-    path = Path(path)
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.partial"
-    try:
-        os.link(source, temporary)
-    except OSError:
-        return False
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return True
 
 
 def _current_umask() -> int:

@@ -8,23 +8,22 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from adaptls.metrics import CalibrationSuite
 from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
 from adaptls.models.linear_head import has_linear_head
 from adaptls.run.finite_loss import FiniteLossCheck
-from adaptls.run.library_shims import logs_this_step
 from adaptls.smoothing import Strategy, ValidationPass
 from adaptls.smoothing.driver import StrategyDriver
 
 log = logging.getLogger(__name__)
 
-# The checkpoint key of the training epoch's running sums (train/loss_epoch, train/acc).
-_EPOCH_SUMS = "adaptls_train_epoch_sums"
+# The checkpoint key under which earlier versions kept the training epoch's running sums.
+_OLD_EPOCH_SUMS = "adaptls_train_epoch_sums"
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
@@ -63,11 +62,14 @@ class SmoothingClassifier(pl.LightningModule):
 
     Per step the training loop reads nothing back from the device: a non-finite loss is
     found once per epoch (and before any checkpoint is written) and raises
-    FloatingPointError naming its first step; ``train/loss_epoch``, ``train/acc`` and
-    ``val/loss`` are summed on the device and logged once per epoch (their running sums
-    travel in mid-epoch checkpoints); ``train/loss_step`` is logged only at the steps a
-    logger writes or the progress bar redraws (each ``self.log`` call costs Lightning about
-    half a millisecond, as much as a small model's step).
+    FloatingPointError naming its first step. ``train/loss_step`` (this rank's loss) is
+    logged at every step, as Lightning logs a step value; ``train/loss_epoch``,
+    ``train/acc`` and ``val/loss`` are torchmetrics ``MeanMetric`` s (row-weighted, as
+    Lightning's ``on_epoch`` mean; synced across ranks by torchmetrics), logged once per
+    epoch; the training ones are persistent, so a checkpoint written mid-epoch carries the
+    epoch's running sums in its ``state_dict`` and a resumed run logs them over the whole
+    epoch. The strategy's ``log_values()`` are logged at every step when there is a logger
+    (Lightning hands a logger every ``log_every_n_steps``-th).
 
     A model with a linear head (``features(x)`` and ``head``, see
     :mod:`adaptls.models.linear_head`; the language models) is trained through
@@ -115,13 +117,10 @@ class SmoothingClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.num_classes = num_classes
         self.class_counts = list(class_counts) if class_counts is not None else None
-        # Not submodules: the suites hold no parameters and nothing checkpointed, and as
-        # submodules each would be a row of Lightning's model summary (about 1 ms a row per
-        # fit here). They follow the module's device and dtype (_apply).
-        self._suites = {
-            stage: CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
-            for stage in ("val", "test")
-        }
+        # Submodules, so they follow the module's device; their states are not persistent
+        # (a validation or test pass never resumes half-way).
+        self.val_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
+        self.test_metrics = CalibrationSuite(num_classes, class_counts, n_bins=n_bins)
         self.mix = mix if mix is not None else NoMix()
         self.token_level = token_level
         if has_linear_head(net) and not isinstance(self.mix, NoMix):
@@ -139,29 +138,14 @@ class SmoothingClassifier(pl.LightningModule):
             )
         self._epoch_ended = False
         self._finite_loss = FiniteLossCheck()
-        self._train_correct: Tensor | None = None  # this epoch's (lam-weighted) hits
-        self._train_rows = 0
-        self._train_loss: Tensor | None = None  # this epoch's loss x batch size, summed
-        self._train_batches = 0  # ... and the batch sizes
-        self._val_loss: Tensor | None = None  # this validation's loss, summed over rows
-        self._val_rows = 0
-
-    @property
-    def val_metrics(self) -> CalibrationSuite:
-        """The validation figures (reset after every validation epoch)."""
-        return self._suites["val"]
-
-    @property
-    def test_metrics(self) -> CalibrationSuite:
-        """The test figures (reset after every test epoch)."""
-        return self._suites["test"]
-
-    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> SmoothingClassifier:
-        super()._apply(fn, recurse)
-        if recurse:  # .to(device), .cuda(), ... reach the suites as they reach submodules
-            for suite in self._suites.values():
-                suite._apply(fn)
-        return self
+        # The epoch means (NaNs are the finite-loss check's to report, so no NaN check: it
+        # would read the device at every update). The training ones are persistent: their
+        # running sums travel in the state_dict of a checkpoint written mid-epoch.
+        self.train_loss_epoch = MeanMetric(nan_strategy="disable")
+        self.train_acc = MeanMetric(nan_strategy="disable")  # (lam-weighted) hits per row
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.train_loss_epoch.persistent(True)
+        self.train_acc.persistent(True)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -170,19 +154,17 @@ class SmoothingClassifier(pl.LightningModule):
     def on_train_start(self) -> None:
         # A run resumed mid-epoch skips that epoch's on_train_epoch_start: the strategy
         # learns its epoch here (after the checkpoint is restored), and the epoch's sums
-        # restored from the checkpoint move to this module's device.
+        # restored from the checkpoint (loaded on the CPU) move to this module's device.
         self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
-        if self._train_correct is not None:
-            self._train_correct = self._train_correct.to(self.device)
-        if self._train_loss is not None:
-            self._train_loss = self._train_loss.to(self.device)
+        self.train_loss_epoch.to(self.device)
+        self.train_acc.to(self.device)
 
     def on_train_epoch_start(self) -> None:
         self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self._epoch_ended = False
         self._finite_loss.reset()
-        self._train_correct, self._train_rows = None, 0
-        self._train_loss, self._train_batches = None, 0
+        self.train_loss_epoch.reset()
+        self.train_acc.reset()
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -210,68 +192,36 @@ class SmoothingClassifier(pl.LightningModule):
             self.driver.observe_mixed(
                 logits.detach(), mixed.y_a, mixed.y_b, mixed.lam, indices, partner
             )
-            # train/acc is counted on the device and logged once per epoch: each self.log
-            # call costs ~1 ms of Lightning's bookkeeping, as much as a small model's step.
             # Mixed: lam-weighted accuracy against both labels (the mixup paper's code).
             pred = logits.detach().argmax(-1)
-            correct = (pred == mixed.y_a).sum()
+            hits = (pred == mixed.y_a).float()
             if mixed.lam < 1.0:
-                correct = correct * mixed.lam + (pred == mixed.y_b).sum() * (1.0 - mixed.lam)
-            self._train_correct = _accumulate(self._train_correct, correct)
-            self._train_rows += pred.numel()
-        # The epoch's mean loss, batches weighted by their first dimension as Lightning's
-        # on_epoch mean weighs them, summed here (its bookkeeping costs ~0.15 ms a step).
-        self._train_loss = _accumulate(self._train_loss, loss.detach(), len(y))
-        self._train_batches += len(y)
+                hits = hits * mixed.lam + (pred == mixed.y_b).float() * (1.0 - mixed.lam)
+            self.train_acc.update(hits)
+        # batches weighted by their first dimension, as Lightning's on_epoch mean weighs them
+        self.train_loss_epoch.update(loss.detach(), len(y))
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self._check_finite_loss(across_ranks=True)  # before the strategy's update
             self.driver.on_epoch_end()
             self._epoch_ended = True
             self._log_train_epoch()
-        # This rank's loss at this step, as Lightning logs one by default (no all-reduce per
-        # step), at the steps where someone reads it; the epoch's mean over every rank is
-        # logged once, as train/loss_epoch.
-        logs = self._logs_this_step()
-        if logs or _progress_bar_draws(self.trainer, batch_idx):
-            self.log("train/loss_step", loss, prog_bar=True)
-        if logs:
+        # This rank's loss at this step, as Lightning logs a step value (no all-reduce per
+        # step); the epoch's mean over every rank is train/loss_epoch.
+        self.log("train/loss_step", loss, prog_bar=True)
+        if self.trainer.loggers:
             values = self.driver.log_values()
             if values:
                 self.log_dict(values, on_step=True, on_epoch=False)
         return loss
 
     def _log_train_epoch(self) -> None:
-        """Log the epoch's mean loss and accuracy, each over every rank's rows (Lightning
-        syncs an epoch mean as the sum of value x rows over ranks / the summed rows)."""
-        if self._train_loss is not None:
-            loss = self._train_loss / self._train_batches
-            self.log(
-                "train/loss_epoch",
-                loss,
-                prog_bar=True,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=self._train_batches,
-            )
-            self._train_loss = None
-        if self._train_correct is not None:
-            acc = self._train_correct.float() / self._train_rows
-            self.log(
-                "train/acc",
-                acc,
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-                batch_size=self._train_rows,
-            )
-            self._train_correct = None
-
-    def _logs_this_step(self) -> bool:
-        """Whether Lightning hands this step's values to a logger (every
-        ``log_every_n_steps`` steps, with a logger): the strategy's figures are computed and
-        logged only then, not for nothing at every step."""
-        return bool(self.trainer.loggers) and logs_this_step(self.trainer)
+        """Log the epoch's mean loss and accuracy over every rank's rows: Lightning computes
+        the metrics (torchmetrics syncs them across ranks) at the end of the epoch."""
+        self.log(
+            "train/loss_epoch", self.train_loss_epoch, prog_bar=True, on_step=False, on_epoch=True
+        )
+        if self.train_acc.update_called:  # no logits with a linear head: no accuracy
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
 
     def on_train_epoch_end(self) -> None:
         self._check_finite_loss()  # an epoch ended early (max_steps) or of unknown length
@@ -281,20 +231,9 @@ class SmoothingClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_finite_loss()  # never write weights a non-finite loss has trained
-        # The epoch's sums so far (None at an epoch end): a run resumed mid-epoch logs
-        # train/loss_epoch and train/acc over the whole epoch, as the uninterrupted run does.
-        checkpoint[_EPOCH_SUMS] = {
-            "correct": self._train_correct,
-            "rows": self._train_rows,
-            "loss": self._train_loss,
-            "batches": self._train_batches,
-        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        sums = checkpoint.get(_EPOCH_SUMS)  # absent from checkpoints of earlier versions
-        if sums is not None:
-            self._train_correct, self._train_rows = sums["correct"], sums["rows"]
-            self._train_loss, self._train_batches = sums["loss"], sums["batches"]
+        _upgrade_epoch_sums(checkpoint)
 
     def _check_finite_loss(self, *, across_ranks: bool = False) -> None:
         """Raise FloatingPointError naming the first non-finite training loss of this epoch
@@ -317,13 +256,14 @@ class SmoothingClassifier(pl.LightningModule):
         if self.trainer.state.fn == TrainerFn.FITTING or self.strategy.max_epochs is None:
             self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss.reset()  # the sanity check's sums are never logged
+
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
         logits = self(x)
-        # val/loss: summed on the device, logged once per validation (one self.log call
-        # instead of one per batch); batches weigh by their first dimension, as Lightning's
-        self._val_loss = _accumulate(self._val_loss, self.driver.loss(logits, y).detach(), len(y))
-        self._val_rows += len(y)
+        # batches weighted by their first dimension, as Lightning's on_epoch mean weighs them
+        self.val_loss.update(self.driver.loss(logits, y).detach(), len(y))
         self.val_metrics.update(logits, y)
         if self._fitting():
             self.driver.observe_validation(logits.detach(), y)
@@ -331,10 +271,8 @@ class SmoothingClassifier(pl.LightningModule):
         return {"logits": logits.detach(), "targets": y}
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_loss is not None and not self.trainer.sanity_checking:
-            loss = self._val_loss / self._val_rows
-            self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=self._val_rows)
-        self._val_loss, self._val_rows = None, 0
+        if self.val_loss.update_called and not self.trainer.sanity_checking:
+            self.log("val/loss", self.val_loss)  # computed (synced) by Lightning after this hook
         values = self._log_suite(self.val_metrics, "val")
         if self._fitting():
             validation = ValidationPass.from_suite(values, self.val_metrics.per_class())
@@ -387,23 +325,17 @@ class SmoothingClassifier(pl.LightningModule):
         }
 
 
-def _accumulate(total: Tensor | None, value: Tensor, weight: int = 1) -> Tensor:
-    """``total + weight * value``, on the device (one kernel; the first value starts it)."""
-    if total is None:
-        return value * weight if weight != 1 else value
-    return torch.add(total, value, alpha=weight)
-
-
-def _progress_bar_draws(trainer: pl.Trainer, batch_idx: int) -> bool:
-    """Whether the progress bar shows this training step's logged values: Lightning's
-    ``TQDMProgressBar`` redraws every ``refresh_rate`` batches and at the epoch's last one
-    (and not at all when disabled); any other progress bar may read them at every step."""
-    bar = trainer.progress_bar_callback
-    if bar is None:
-        return False
-    if not isinstance(bar, TQDMProgressBar):
-        return True
-    if not bar.is_enabled:
-        return False
-    n = batch_idx + 1
-    return n % bar.refresh_rate == 0 or n == trainer.num_training_batches
+def _upgrade_epoch_sums(checkpoint: dict[str, Any]) -> None:
+    """Give a checkpoint of an earlier version (its epoch sums under their own key, not in
+    the ``state_dict``) the metric states this version loads, with the same sums."""
+    state = checkpoint.get("state_dict")
+    if state is None or "train_loss_epoch.mean_value" in state:
+        return
+    sums = checkpoint.pop(_OLD_EPOCH_SUMS, None) or {}
+    for name, total, count in (
+        ("train_loss_epoch", sums.get("loss"), sums.get("batches", 0)),
+        ("train_acc", sums.get("correct"), sums.get("rows", 0)),
+    ):
+        total = torch.zeros(()) if total is None else total.detach().float().cpu()
+        state[f"{name}.mean_value"] = total
+        state[f"{name}.weight"] = torch.tensor(float(count))

@@ -30,37 +30,25 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from adaptls.data.download import ChecksumError, DownloadError
 from adaptls.module import SmoothingClassifier
-from adaptls.run.config import (
-    ConfigError,
-    call_partial,
-    check_search_space,
-    chosen_option,
-    instantiate_group,
-)
+from adaptls.run import preflight
+from adaptls.run.config import ConfigError, check_search_space, instantiate_group
 from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpoint
-from adaptls.run.model_fits_data import check_model_fits_data
 from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
-from adaptls.run.resume_schedule import check_resume_schedule
-from adaptls.smoothing.driver import StrategyDriver
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-# Which weights the reported metrics come from: the last epoch's (as the calibration
-# papers report) or the best checkpoint by `optimized_metric` on validation.
-EVAL_CHECKPOINTS = ("last", "best")
 # Where the deprecation warnings that `_quiet_known_noise` silences come from.
 LIGHTNING_MODULES = r"(pytorch_lightning|lightning_fabric)(\.|$)"
 log = logging.getLogger(__name__)
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier, pl.Trainer]:
-    """Instantiate every component; configuration errors surface here, before training.
+    """Instantiate every component, run the preflight checks, construct the module.
 
-    Everything a config sets is validated before anything is loaded or written: the
-    model must read what the data gives (:mod:`adaptls.run.model_fits_data`), the partials
-    (model, optimizer, scheduler) are called once here, the model with the data's shape
-    (known before its data is loaded), a throwaway optimizer and scheduler on its
-    parameters, and a strategy that cannot train on several processes
-    (``distributed_unsupported``) is refused by a trainer that runs several.
+    Everything a config sets is validated before anything is loaded or written
+    (:mod:`adaptls.run.preflight`): the model must read what the data gives, the partials
+    (model, optimizer, scheduler, mix) are called once here, the model with the data's
+    shape, a throwaway optimizer and scheduler on its parameters; then the trainer must fit
+    the machine, the strategy and the evaluation rule, and a resumed checkpoint the run.
     """
     check_search_space()
     strategy = instantiate_group(cfg, "smoothing")
@@ -69,75 +57,20 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     optimizer = instantiate_group(cfg, "optimizer")
     scheduler = instantiate_group(cfg, "scheduler") if cfg.get("scheduler") else None
     mix = instantiate_group(cfg, "mix") if cfg.get("mix") else None
-    check_model_fits_data(
-        datamodule,
-        model_factory,
-        data=chosen_option(cfg, "data"),
-        model=chosen_option(cfg, "model"),
-        model_options=Path(CONFIG_DIR) / "model",
-    )
-    net = call_partial(
-        cfg,
-        "model",
-        model_factory,
-        input_shape=datamodule.input_shape,
-        num_classes=datamodule.num_classes,
-    )
-    trial = call_partial(cfg, "optimizer", optimizer, net.parameters())
-    if mix is not None:  # the line names both options: the mixer and the data it refuses
-        try:
-            mix.check_input_shape(
-                tuple(datamodule.input_shape), token_ids=getattr(datamodule, "token_ids", False)
-            )
-        except ValueError as err:
-            raise ConfigError(
-                f"mix={chosen_option(cfg, 'mix')} cannot mix data={chosen_option(cfg, 'data')}"
-                f" (inputs {tuple(datamodule.input_shape)}): {err}"
-            ) from None
-    trial_schedule = None if scheduler is None else call_partial(cfg, "scheduler", scheduler, trial)
-
     # Built, not started: a logger's run begins in `train`, once everything is validated.
     loggers = [instantiate_group(cfg, f"logger.{name}") for name in cfg.get("logger") or {}]
     for logger in loggers:
         drop_wandb_anonymous_setting(logger)
-    _check_accelerator(cfg)
+
+    net = preflight.build_net(cfg, datamodule, model_factory, Path(CONFIG_DIR) / "model")
+    trial_schedule = preflight.check_optimization(cfg, net, optimizer, scheduler)
+    preflight.check_mix(cfg, mix, datamodule)
+    preflight.check_accelerator(cfg)
     trainer = build_trainer(cfg, loggers)
-    if cfg.eval_checkpoint not in EVAL_CHECKPOINTS:
-        raise ConfigError(
-            f"eval_checkpoint must be one of {', '.join(EVAL_CHECKPOINTS)}; "
-            f"got {cfg.eval_checkpoint!r}"
-        )
-    if cfg.eval_checkpoint == "best" and not (cfg.get("callbacks") or {}).get("model_checkpoint"):
-        raise ConfigError(
-            "eval_checkpoint=best needs callbacks.model_checkpoint (it saves the best "
-            "checkpoint); set it, or evaluate the last epoch (eval_checkpoint=last)"
-        )
-    try:  # a schedule that needs the run's length fails here, not after an epoch
-        StrategyDriver(strategy).check_run_length(trainer.max_epochs)
-    except ValueError as err:
-        raise ConfigError(f"smoothing: {err}") from None
-    # Here rather than at the strategy's first epoch end, a whole epoch later.
-    unsupported = StrategyDriver(strategy).distributed_unsupported
-    if unsupported is not None and trainer.world_size > 1:
-        raise ConfigError(
-            f"smoothing={chosen_option(cfg, 'smoothing')} cannot train on {trainer.world_size} "
-            f"processes (trainer={chosen_option(cfg, 'trainer')}): {unsupported}; "
-            "or train on one process (trainer=cpu or trainer=gpu)"
-        )
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path == "last":
-        ckpt_path = last_checkpoint(trainer)
-        if ckpt_path is None and trainer.is_global_zero:
-            _say_no_last_checkpoint(trainer)
-    # a local path is checked here, not by fit after the data is made; a URL is fit's
-    if ckpt_path is not None and "://" not in str(ckpt_path):
-        if not Path(ckpt_path).is_file():
-            raise ConfigError(
-                f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
-                "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
-            )
-        if trial_schedule is not None:
-            check_resume_schedule(cfg, ckpt_path, trial_schedule)
+    preflight.check_eval_checkpoint(cfg)
+    preflight.check_run_length(strategy, trainer)
+    preflight.check_processes(cfg, strategy, trainer)
+    preflight.check_resume(cfg, trainer, trial_schedule)
 
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -168,24 +101,6 @@ def build_trainer(cfg: DictConfig, loggers: list[Logger]) -> pl.Trainer:
     # `trainer.enable_progress_bar=false` is all it takes.
     callbacks = [c for c in callbacks if show_progress or not isinstance(c, ProgressBar)]
     return instantiate_group(cfg, "trainer", logger=loggers or False, callbacks=callbacks)
-
-
-def _check_accelerator(cfg: DictConfig) -> None:
-    """A GPU trainer on a machine or a torch build without CUDA: say which, and what to do
-    (Lightning's own error, "No supported gpu backend found!", says neither)."""
-    if str(cfg.trainer.get("accelerator")) not in ("gpu", "cuda") or torch.cuda.is_available():
-        return
-    why = (
-        f"this torch ({torch.__version__}) is a CPU build"
-        if torch.version.cuda is None
-        else "no CUDA device is visible"
-    )
-    raise ConfigError(
-        f"trainer={chosen_option(cfg, 'trainer')} (trainer.accelerator="
-        f"{cfg.trainer.accelerator}) needs a CUDA GPU, but {why}: on a GPU machine set up a "
-        "CUDA build of torch (make setup TORCH=..., see the README), or train on the CPU "
-        "(trainer=cpu, trainer=ddp_cpu)"
-    )
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -243,7 +158,7 @@ def resume_from(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     no last checkpoint yet, which becomes None (train from scratch).
 
     Training from scratch there is kept on purpose (a requeued cluster job passes
-    ``ckpt_path=last`` from its first start on); ``build`` says so in one line. Passing
+    ``ckpt_path=last`` from its first start on); ``build`` says so in one line (:func:`adaptls.run.preflight.check_resume`). Passing
     ``"last"`` on would make Lightning add its own warning, whose hint (set
     ``save_last=True``) is wrong here: our checkpoint callback sets it. Every DDP rank
     decides by looking itself, as Lightning's own lookup does: the other ranks run this
@@ -253,17 +168,6 @@ def resume_from(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     if ckpt_path == "last" and last_checkpoint(trainer) is None:  # fit's own lookup
         return None
     return ckpt_path
-
-
-def _say_no_last_checkpoint(trainer: pl.Trainer) -> None:
-    """One line for ``ckpt_path=last`` without a last checkpoint, with the path looked at."""
-    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
-    where = (
-        Path(dirpath) / "last.ckpt"
-        if dirpath
-        else "the checkpoint callback's folder (callbacks.model_checkpoint sets none)"
-    )
-    log.warning("ckpt_path=last: no last.ckpt found at %s; the run starts from scratch", where)
 
 
 def _set_cpu_threads(threads: Any) -> None:
@@ -280,9 +184,12 @@ def _set_cpu_threads(threads: Any) -> None:
 def _evaluated(trainer: pl.Trainer, rule: str) -> dict[str, Any]:
     """Which weights are evaluated: ``{"rule", "path", "epoch", "step"}`` (0-based epoch of
     the last completed epoch, optimizer steps taken)."""
-    callback = trainer.checkpoint_callback
-    attr = "best_model_path" if rule == "best" else "last_model_path"
-    path = (getattr(callback, attr, "") if callback is not None else "") or None
+    if rule == "best":
+        callback = trainer.checkpoint_callback
+        path = (getattr(callback, "best_model_path", "") if callback is not None else "") or None
+    else:  # the file `ckpt_path=last` would resume from
+        last = last_checkpoint(trainer)
+        path = None if last is None else str(last)
     if rule == "best" and path is None:
         raise RuntimeError(
             "eval_checkpoint=best needs the model_checkpoint callback to have saved a best "

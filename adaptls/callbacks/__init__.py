@@ -1,6 +1,5 @@
-"""Lightning callbacks: temperature scaling, the run's pictures, checkpoints, resume and interrupts."""
+"""Lightning callbacks: temperature scaling, the run's pictures, resume and interrupts."""
 
-from adaptls.callbacks.checkpoint import SharedLastCheckpoint
 from adaptls.callbacks.figures import RunFigures
 from adaptls.callbacks.interrupt import CheckpointOnInterrupt
 from adaptls.callbacks.rng_state import RNGState
@@ -10,6 +9,5 @@ __all__ = [
     "CheckpointOnInterrupt",
     "RNGState",
     "RunFigures",
-    "SharedLastCheckpoint",
     "TemperatureScaling",
 ]

@@ -48,5 +48,5 @@ class ExpectedCalibrationError(PredictionMetric):
 
     def reliability(self) -> dict[str, Tensor]:
         """Per-bin mean ``confidence``, ``accuracy``, ``count`` and ``edges`` (synced)."""
-        with self.sync_context(should_sync=self._to_sync and not self._is_synced):
+        with self.sync_context(should_sync=self.sync_on_compute):
             return reliability_table(self.bin_table.clone())

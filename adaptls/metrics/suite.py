@@ -119,10 +119,10 @@ class CalibrationSuite(PredictionMetric):
         Rows are grouped by their TRUE class; ``confidence - acc`` is that class's
         calibration gap (positive: over-confident). NaN for classes with no rows.
         """
-        with self.sync_context(should_sync=self._to_sync and not self._is_synced):
+        with self.sync_context(should_sync=self.sync_on_compute):
             return per_class_summary(self.class_table.clone())
 
     def reliability(self) -> dict[str, Tensor]:
         """Per-bin mean ``confidence``, ``accuracy``, ``count`` and the ``edges``, synced."""
-        with self.sync_context(should_sync=self._to_sync and not self._is_synced):
+        with self.sync_context(should_sync=self.sync_on_compute):
             return reliability_table(self.bin_table.clone())

@@ -3,7 +3,7 @@
 A workaround belongs here when no public API reaches what it must change. Each one checks
 that the private state still looks as expected and otherwise does nothing, so a library
 upgrade can bring back the symptom it hides, never break a run; the tests in
-``tests/test_library_shims.py`` notice when a workaround stops working.
+``tests/run/test_library_shims.py`` notice when a workaround stops working.
 """
 
 from __future__ import annotations
@@ -28,21 +28,6 @@ def drop_wandb_anonymous_setting(logger: Any) -> None:
     init_kwargs = getattr(logger, "_wandb_init", None) if isinstance(logger, WandbLogger) else None
     if isinstance(init_kwargs, dict) and init_kwargs.get("anonymous", "") is None:
         del init_kwargs["anonymous"]
-
-
-def logs_this_step(trainer: pl.Trainer) -> bool:
-    """Whether Lightning hands the current training step's logged values to its loggers
-    (every ``log_every_n_steps`` steps, and at the last step).
-
-    SmoothingClassifier computes and logs the strategy's figures only at those steps: each
-    ``self.log`` call costs Lightning about half a millisecond of bookkeeping, as much as a
-    small model's step, for values no logger would receive. Lightning decides this in the
-    private ``trainer._logger_connector.should_update_logs`` (it counts the optimizer steps
-    of the fit loop, which no public attribute exposes). Without it: True, i.e. log at every
-    step as before (slower, never a lost value).
-    """
-    connector = getattr(trainer, "_logger_connector", None)
-    return bool(getattr(connector, "should_update_logs", True))
 
 
 def last_checkpoint(trainer: pl.Trainer) -> Path | None:

@@ -11,7 +11,7 @@ import pytest
 import wandb
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
-from adaptls.run.library_shims import drop_wandb_anonymous_setting, logs_this_step
+from adaptls.run.library_shims import drop_wandb_anonymous_setting
 
 
 def init_kwargs(monkeypatch: pytest.MonkeyPatch, logger: WandbLogger) -> dict[str, Any]:
@@ -54,41 +54,6 @@ def test_other_loggers_are_untouched(tmp_path):
     drop_wandb_anonymous_setting(logger)
     drop_wandb_anonymous_setting(object())
     assert logger.save_dir == str(tmp_path)
-
-
-def test_logs_this_step_follows_log_every_n_steps(tmp_path):
-    """The control and the shim together: Lightning still exposes its decision, and it is
-    True exactly every ``log_every_n_steps`` optimizer steps."""
-    import pytorch_lightning as pl
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    seen: list[bool] = []
-
-    class Probe(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch, batch_idx):
-            seen.append(logs_this_step(self.trainer))
-            return self.layer(batch[0]).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    assert hasattr(pl.Trainer(logger=False), "_logger_connector")
-    trainer = pl.Trainer(
-        max_epochs=1,
-        log_every_n_steps=3,
-        logger=CSVLogger(tmp_path),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    data = DataLoader(TensorDataset(torch.randn(7, 2)), batch_size=1)
-    trainer.fit(Probe(), data)
-    assert seen == [False, False, True, False, False, True, False]
 
 
 def test_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):

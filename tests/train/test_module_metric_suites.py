@@ -1,5 +1,5 @@
-"""SmoothingClassifier's metric suites are not submodules (no model-summary rows), yet move
-with the module exactly as submodules would."""
+"""SmoothingClassifier's metrics are child modules: they follow the module's device and
+dtype, and only the training epoch's running sums are checkpointed."""
 
 from __future__ import annotations
 
@@ -20,10 +20,16 @@ def _module() -> SmoothingClassifier:
     )
 
 
-def test_the_model_summary_lists_the_network_and_the_strategy():
+def test_the_state_dict_holds_the_model_the_strategy_and_the_training_epoch_sums():
     module = _module()
-    assert ModelSummary(module, max_depth=1).layer_names == ["net", "strategy"]
-    assert all(key.startswith(("net.", "strategy.")) for key in module.state_dict())
+    assert ModelSummary(module, max_depth=1).layer_names[:2] == ["net", "strategy"]
+    sums = {k for k in module.state_dict() if not k.startswith(("net.", "strategy."))}
+    assert sums == {
+        "train_loss_epoch.mean_value",
+        "train_loss_epoch.weight",
+        "train_acc.mean_value",
+        "train_acc.weight",
+    }
 
 
 @pytest.mark.parametrize(
@@ -57,3 +63,4 @@ def test_the_suites_move_to_the_gpu_with_the_module():
     module.val_metrics.update(logits, targets)
     assert module.val_metrics.bin_table.is_cuda and module.test_metrics.device.type == "cuda"
     assert torch.isfinite(module.val_metrics.compute()["ece"])
+    assert module.train_loss_epoch.mean_value.is_cuda

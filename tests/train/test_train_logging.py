@@ -1,6 +1,6 @@
-"""What a training run hands its logger: the per-step loss, the epoch accuracy, and the
-strategy's figures at the steps Lightning writes (``log_every_n_steps``), nothing logged
-for nothing in between."""
+"""What a training run hands its logger and its progress bar: the per-step loss, the epoch
+means of the loss and accuracy, and the strategy's figures at the steps Lightning writes
+(``log_every_n_steps``)."""
 
 from __future__ import annotations
 
@@ -70,8 +70,7 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
     val_loss = [float(r["val/loss"]) for r in lines if r.get("val/loss")]
     expected = [total / rows for total, rows in val_sums[1:]]  # [0]: the sanity check
     assert val_loss == pytest.approx(expected, rel=1e-5)  # once per validation
-    # every 2nd step, the loss of that very step (it is logged only at the steps a logger
-    # or the progress bar reads)
+    # every 2nd step, the loss of that very step
     losses = {int(r["step"]): float(r["train/loss_step"]) for r in lines if r["train/loss_step"]}
     assert losses == {s: pytest.approx(step_losses[s], rel=1e-6) for s in (1, 3, 5, 7, 9)}
     # once per epoch, the mean over the epoch's rows, as Lightning's on_epoch mean
@@ -83,9 +82,7 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
 def test_the_progress_bar_shows_each_redrawn_steps_own_loss(
     compose_train, small, tmp_path, monkeypatch, refresh_rate
 ):
-    """train/loss_step is logged only at the steps a logger writes or the progress bar
-    redraws: at every redraw of the default TQDM bar, it shows that step's loss, as it would
-    if the loss were logged at every step."""
+    """At every redraw of the default TQDM bar, it shows that step's own loss."""
     cfg = compose_train(
         *small,
         "logger=none",
@@ -118,7 +115,7 @@ def test_the_progress_bar_shows_each_redrawn_steps_own_loss(
 
 
 def test_an_unknown_progress_bar_gets_the_loss_at_every_step(compose_train, small, tmp_path):
-    """A progress bar whose redraw rule is unknown here may read every step's values."""
+    """A progress bar that reads the logged values at every step gets every step's loss."""
     from pytorch_lightning.callbacks.progress import ProgressBar
 
     seen: list[float] = []
