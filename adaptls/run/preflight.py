@@ -156,6 +156,6 @@ def _say_no_last_checkpoint(trainer: pl.Trainer) -> None:
     where = (
         Path(dirpath) / "last.ckpt"
         if dirpath
-        else "the checkpoint callback's folder (callbacks.model_checkpoint sets none)"
+        else "the checkpoint callback's folder (callbacks.last_checkpoint sets none)"
     )
     log.warning("ckpt_path=last: no last.ckpt found at %s; the run starts from scratch", where)
