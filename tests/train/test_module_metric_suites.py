@@ -64,3 +64,30 @@ def test_the_suites_move_to_the_gpu_with_the_module():
     assert module.val_metrics.bin_table.is_cuda and module.test_metrics.device.type == "cuda"
     assert torch.isfinite(module.val_metrics.compute()["ece"])
     assert module.train_loss_epoch.mean_value.is_cuda
+
+
+@pytest.mark.parametrize("sums", [{"loss": 6.0, "batches": 3, "correct": 2.0, "rows": 4}, None])
+def test_a_checkpoint_of_an_earlier_version_loads_with_its_epoch_sums(sums):
+    """Earlier versions kept the epoch's running sums under their own checkpoint key (None:
+    before that, none kept): they become the metric states, and the module loads."""
+    written = _module()
+    state = {k: v for k, v in written.state_dict().items() if k.startswith(("net.", "strategy."))}
+    checkpoint = {"state_dict": state}
+    if sums is not None:
+        checkpoint["adaptls_train_epoch_sums"] = {
+            "loss": torch.tensor(sums["loss"]),
+            "batches": sums["batches"],
+            "correct": torch.tensor(sums["correct"]),
+            "rows": sums["rows"],
+        }
+    module = _module()
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"])  # strict, as Lightning loads
+    assert "adaptls_train_epoch_sums" not in checkpoint
+    if sums is None:
+        assert not module.train_loss_epoch.weight and not module.train_acc.weight
+    else:
+        assert float(module.train_loss_epoch.compute()) == 2.0
+        assert float(module.train_acc.compute()) == 0.5
+        module.train_acc.update(torch.tensor([1.0, 1.0]))  # the epoch goes on from there
+        assert float(module.train_acc.compute()) == pytest.approx(4 / 6)
