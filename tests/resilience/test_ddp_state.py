@@ -3,6 +3,7 @@ equal to a single process that sees the same global batches."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,25 @@ def test_self_distill_stores_every_sample_once_across_two_ranks(tmp_path: Path) 
     states = [_state(tmp_path, rank) for rank in (0, 1)]
     assert int(states[0]["stored"].sum()) == n
     assert torch.equal(states[0]["table"], states[1]["table"])
+
+
+def test_epoch_means_cover_every_ranks_rows(tmp_path: Path) -> None:
+    """train/loss_epoch, train/acc and val/loss under DDP are the means over both ranks'
+    rows: those of the single process that sees the same global batches."""
+    logged = {}
+    for name, overrides in {
+        "single": ["data.batch_size=64"],
+        "ddp": ["trainer=ddp_cpu", "data.batch_size=32"],
+    }.items():
+        run_train(tmp_path / name, *COMMON, *overrides, "logger=csv")
+        (path,) = (tmp_path / name).glob("csv/*/metrics.csv")
+        rows = list(csv.DictReader(path.open()))
+        logged[name] = {
+            key: [float(r[key]) for r in rows if r.get(key)]
+            for key in ("train/loss_epoch", "train/acc", "val/loss")
+        }
+    # per epoch; val/loss also for the final validation of the evaluated weights
+    assert [len(v) for v in logged["single"].values()] == [2, 2, 3]
+    for key, values in logged["single"].items():
+        # the same rows and weights, summed in another order (float32)
+        assert logged["ddp"][key] == pytest.approx(values, rel=1e-5), key
