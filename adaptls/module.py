@@ -153,8 +153,9 @@ class SmoothingClassifier(pl.LightningModule):
     # ------------------------------------------------------------------ training
     def on_train_start(self) -> None:
         # A run resumed mid-epoch skips that epoch's on_train_epoch_start: the strategy
-        # learns its epoch here (after the checkpoint is restored), and the epoch's sums
-        # restored from the checkpoint (loaded on the CPU) move to this module's device.
+        # learns its epoch here (after the checkpoint is restored). The epoch's sums take
+        # the restored tensors as loaded, on the CPU: a strategy that restores after moving
+        # the model (restore_checkpoint_after_setup) would leave them there.
         self.driver.set_epoch(self.current_epoch, self.trainer.max_epochs)
         self.train_loss_epoch.to(self.device)
         self.train_acc.to(self.device)
