@@ -87,7 +87,8 @@ def test_a_checkpoint_of_an_earlier_version_loads_with_its_epoch_sums(sums):
     if sums is None:
         assert not module.train_loss_epoch.weight and not module.train_acc.weight
     else:
-        assert float(module.train_loss_epoch.compute()) == 2.0
-        assert float(module.train_acc.compute()) == 0.5
-        module.train_acc.update(torch.tensor([1.0, 1.0]))  # the epoch goes on from there
-        assert float(module.train_acc.compute()) == pytest.approx(4 / 6)
+        loss, acc = module.train_loss_epoch, module.train_acc
+        assert (float(loss.mean_value), float(loss.weight)) == (6.0, 3.0)
+        assert (float(acc.mean_value), float(acc.weight)) == (2.0, 4.0)
+        acc.update(torch.tensor([1.0, 1.0]))  # the epoch goes on from there
+        assert float(acc.compute()) == pytest.approx(4 / 6)
