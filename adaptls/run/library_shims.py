@@ -35,8 +35,8 @@ def last_checkpoint(trainer: pl.Trainer) -> Path | None:
 
     Lightning looks for ``last*.ckpt`` in each ModelCheckpoint callback's folder through the
     private ``ModelCheckpoint._find_last_checkpoints(trainer)`` and takes the newest;
-    asking the same method means a message about it never disagrees with what ``fit`` does.
-    Without it: the same search in each callback's ``dirpath`` (local folders only).
+    asking the same method means a message about it (and the path metrics.json records for
+    ``eval_checkpoint=last``) never disagrees with what ``fit`` does. Without it: the same search in each callback's ``dirpath`` (local folders only).
     """
     found: set[Path] = set()
     for callback in trainer.checkpoint_callbacks:
