@@ -63,9 +63,9 @@ ANCHOR = "(b) torch linear_cross_entropy chunked, no smoothing"
 OURS = ("(d) adaptls uniform 0.1", "(e) adaptls per-row eps + (V,) prior")
 INFO = (
     "(f) adaptls per-row prior (table rows)",
-    "(g) confidence max_prob (strategy.linear_loss)",
-    "(h) confidence entropy (strategy.linear_loss)",
-    "(i) online topk=32 (strategy.linear_loss)",
+    "(g) confidence max_prob (driver.linear_loss)",
+    "(h) confidence entropy (driver.linear_loss)",
+    "(i) online topk=32 (driver.linear_loss)",
 )
 MEMORY_TARGET, TIME_TARGET = 0.1, 1.05
 

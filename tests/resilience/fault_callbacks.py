@@ -54,10 +54,10 @@ class DumpStrategyState(pl.Callback):
         self.dirpath = Path(dirpath)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # The strategy reduces its statistics across ranks inside on_epoch_end (called from
-        # the epoch's last training step): record this rank's counts just before.
-        strategy = pl_module.strategy
-        reduce_and_update = strategy.on_epoch_end
+        # The driver reduces the strategy's statistics across ranks in on_epoch_end (called
+        # from the epoch's last training step): record this rank's counts just before.
+        strategy, driver = pl_module.strategy, pl_module.driver
+        reduce_and_update = driver.on_epoch_end
 
         def on_epoch_end() -> None:
             counts = getattr(strategy, "next_count", None)
@@ -67,7 +67,7 @@ class DumpStrategyState(pl.Callback):
                 torch.save(counts.clone(), self.dirpath / name)
             reduce_and_update()
 
-        strategy.on_epoch_end = on_epoch_end
+        driver.on_epoch_end = on_epoch_end
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
