@@ -13,7 +13,7 @@ of L = N * V * 4 bytes (the fp32 logits' size):
   (d) adaptls linear_soft_target_cross_entropy, uniform 0.1
   (e) adaptls, per-row epsilon with a (V,) prior
   (f) adaptls, per-row prior rows picked from a table (OLS-style), for information
-  (g)-(i) strategies through ``SmoothingStrategy.linear_loss``, for information:
+  (g)-(i) strategies through ``StrategyDriver.linear_loss``, for information:
       confidence (max_prob; entropy, which costs one more pass over each chunk) and
       online smoothing with top-32 soft labels (learned from one observed batch)
 
