@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from adaptls.run.config import instantiate_group
-from adaptls.smoothing import SmoothingStrategy
+from adaptls.smoothing import Strategy
 from adaptls.train import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
@@ -61,7 +61,7 @@ def test_command_line_option_wins_over_the_experiment(compose_train, output_dir,
             assert node[key] == value, key
     if group == "smoothing":  # no experiment adds keys to a strategy: it builds
         assert set(cfg.smoothing) == set(alone)
-        assert isinstance(instantiate_group(cfg, "smoothing"), SmoothingStrategy)
+        assert isinstance(instantiate_group(cfg, "smoothing"), Strategy)
 
 
 def sweep_jobs(params: dict[str, str]) -> list[list[str]]:
@@ -87,7 +87,7 @@ def test_experiment_sweep_still_sweeps_its_strategies(compose_train, output_dir,
         job = next(j for j in jobs if f"{key}={value}" in j)
         job_cfg = compose_train(f"experiment={experiment}", *job, output_dir=output_dir)
         strategies[value] = OmegaConf.to_container(job_cfg.smoothing)
-        assert isinstance(instantiate_group(job_cfg, "smoothing"), SmoothingStrategy)
+        assert isinstance(instantiate_group(job_cfg, "smoothing"), Strategy)
     # every arm of the sweep trains a different strategy or different values
     for a, b in itertools.combinations(strategies, 2):
         assert strategies[a] != strategies[b], (a, b)

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 
 from adaptls.run.config import instantiate_group
-from adaptls.smoothing import SmoothingStrategy
+from adaptls.smoothing import Strategy, StrategyDriver
 from adaptls.train import CONFIG_DIR
 
 CONF = Path(CONFIG_DIR)
@@ -103,9 +103,9 @@ def test_every_search_has_a_space_of_real_keys_for_every_strategy(
 def test_smoothing_option_builds_its_strategy(compose_train, output_dir, option):
     cfg = compose_train(f"smoothing={option}", output_dir=output_dir)
     strategy = instantiate_group(cfg, "smoothing")
-    assert isinstance(strategy, SmoothingStrategy)
+    assert isinstance(strategy, Strategy)  # a soft-target strategy or a criterion
     assert strategy.name == option  # Hydra name = the strategy's own name
-    strategy.setup(num_classes=4, class_counts=[40, 20, 10, 5])
+    StrategyDriver(strategy).setup(num_classes=4, class_counts=[40, 20, 10, 5])
     logits = torch.randn(8, 4, requires_grad=True)
     loss = strategy(logits, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
     loss.backward()
