@@ -40,7 +40,7 @@ bench: setup
 	$(PY) scripts/bench_loss.py --threads 1 --clock cpu --report $(BENCH_REPORT)
 	$(PY) scripts/bench_linear.py --repeats 3 --skip-info --report $(BENCH_REPORT)
 	$(PY) scripts/bench_metrics.py --threads 1 --report $(BENCH_REPORT)
-	$(PY) scripts/bench_overhead.py --repeats 21 --train-only --report $(BENCH_REPORT)
+	$(PY) scripts/bench_overhead.py --repeats 21 --train-only --epochs 5 --report $(BENCH_REPORT)
 
 lint: setup
 	$(VENV)/bin/ruff check .
