@@ -62,6 +62,8 @@ class StrategyDriver:
         self.parts: tuple[Strategy, ...] = tuple(
             m for m in strategy.modules() if isinstance(m, Strategy)
         )
+        # The parts that observe training batches (the others' observe is the no-op): every
+        # step visits only these, in tree order.
         self._observers = tuple(p for p in self.parts if type(p).observe is not Strategy.observe)
 
     def __repr__(self) -> str:
@@ -196,8 +198,8 @@ class StrategyDriver:
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:
         """After each training step: the step's (detached) logits, targets and sample
-        indices reach every strategy of the tree."""
-        for part in self.parts:
+        indices reach every strategy of the tree that observes."""
+        for part in self._observers:
             part.observe(logits, targets, indices)
 
     @torch.no_grad()

@@ -4,7 +4,8 @@ No list here names a strategy, a schedule or a mixer: each axis is read, when th
 collected, from where the library registers them, so a new one joins every test of its
 axes by being registered:
 
-- strategies: :data:`adaptls.smoothing.STRATEGIES` (every named ``SmoothingStrategy``);
+- strategies: :data:`adaptls.smoothing.STRATEGIES` (every named soft-target strategy and
+  criterion);
 - epsilon schedules: :data:`adaptls.smoothing.schedule.SCHEDULES`;
 - mixers: the options of ``conf/mix`` (all but the one that does not mix);
 - token-id data: the options of ``conf/data`` whose datamodule serves token ids;
