@@ -138,9 +138,12 @@ class SmoothingClassifier(pl.LightningModule):
             )
         self._epoch_ended = False
         self._finite_loss = FiniteLossCheck()
-        # The epoch means (NaNs are the finite-loss check's to report, so no NaN check: it
-        # would read the device at every update). The training ones are persistent: their
-        # running sums travel in the state_dict of a checkpoint written mid-epoch.
+        # The epoch means over rows (NaNs are the finite-loss check's to report, so no NaN
+        # check: it would read the device at every update). nan_strategy="disable" also drops
+        # an update's ``weight`` (torchmetrics 1.9 replaces it with ones), so a batch's mean
+        # loss is given once per row (_per_row): short batches weigh by their rows. The
+        # training ones are persistent: their running sums travel in the state_dict of a
+        # checkpoint written mid-epoch.
         self.train_loss_epoch = MeanMetric(nan_strategy="disable")
         self.train_acc = MeanMetric(nan_strategy="disable")  # (lam-weighted) hits per row
         self.val_loss = MeanMetric(nan_strategy="disable")
@@ -200,7 +203,7 @@ class SmoothingClassifier(pl.LightningModule):
                 hits = hits * mixed.lam + (pred == mixed.y_b).float() * (1.0 - mixed.lam)
             self.train_acc.update(hits)
         # batches weighted by their first dimension, as Lightning's on_epoch mean weighs them
-        self.train_loss_epoch.update(loss.detach(), len(y))
+        self.train_loss_epoch.update(_per_row(loss.detach(), len(y)))
         if batch_idx + 1 == self.trainer.num_training_batches:  # the epoch's last step
             self._check_finite_loss(across_ranks=True)  # before the strategy's update
             self.driver.on_epoch_end()
@@ -264,7 +267,7 @@ class SmoothingClassifier(pl.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x)
         # batches weighted by their first dimension, as Lightning's on_epoch mean weighs them
-        self.val_loss.update(self.driver.loss(logits, y).detach(), len(y))
+        self.val_loss.update(_per_row(self.driver.loss(logits, y).detach(), len(y)))
         self.val_metrics.update(logits, y)
         if self._fitting():
             self.driver.observe_validation(logits.detach(), y)
@@ -324,6 +327,11 @@ class SmoothingClassifier(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+
+def _per_row(batch_mean: Tensor, rows: int) -> Tensor:
+    """A batch's mean repeated for each of its rows (a stride-0 view, no copy)."""
+    return batch_mean.expand(rows)
 
 
 def _upgrade_epoch_sums(checkpoint: dict[str, Any]) -> None:

@@ -15,8 +15,13 @@ from adaptls.train import build
 
 
 def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, small, tmp_path):
+    # 420 training rows in 5 batches (the last of 36) and 180 validation rows (96 + 84): the
+    # epoch means must weigh the short batches by their rows
+    uneven = [o for o in small if not o.startswith("data.batch_size=")]
     cfg = compose_train(
-        *small,
+        *uneven,
+        "data.batch_size=96",
+        "data.val_fraction=0.3",
         "smoothing=uniform",
         "smoothing.epsilon=0.2",
         "logger=csv",
@@ -29,6 +34,7 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
     pl.seed_everything(0)
     datamodule, module, trainer = build(cfg)
     correct, rows, loss_sums = [0, 0], [0, 0], [0.0, 0.0]
+    batch_sizes: dict[str, set[int]] = {"train": set(), "val": set()}
     step_losses: dict[int, float] = {}
     step = module.training_step
 
@@ -37,6 +43,7 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
         logits = module(batch[0]).detach()
         correct[epoch] += int((logits.argmax(-1) == batch[1]).sum())
         rows[epoch] += len(batch[1])
+        batch_sizes["train"].add(len(batch[1]))
         global_step = module.global_step
         loss = step(batch, batch_idx)
         loss_sums[epoch] += float(loss) * len(batch[1])
@@ -53,11 +60,13 @@ def test_the_logger_gets_epoch_accuracy_and_strategy_figures(compose_train, smal
         loss = float(module.strategy(module(batch[0]), batch[1]))
         val_sums[-1][0] += loss * len(batch[1])
         val_sums[-1][1] += len(batch[1])
+        batch_sizes["val"].add(len(batch[1]))
         return val_step(batch, batch_idx)
 
     module.validation_step = validation_step
     torch.manual_seed(0)
     trainer.fit(module, datamodule=datamodule)
+    assert batch_sizes == {"train": {96, 36}, "val": {96, 84}}
     (path,) = tmp_path.glob("csv/*/metrics.csv")
     lines = list(csv.DictReader(path.open()))
     acc = [float(r["train/acc"]) for r in lines if r.get("train/acc")]
