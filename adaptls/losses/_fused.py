@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from adaptls.losses._exp import exp_
 from adaptls.losses.checks import explain_bad_indices
 
 # ---------------------------------------------------------------------------- sizes
@@ -252,11 +253,23 @@ class _Plan:
     passes need a work buffer: chunks).
     """
 
-    __slots__ = ("buffer", "cdt", "eps", "index", "logits", "prior_rows", "step", "u", "yc")
+    __slots__ = (
+        "buffer",
+        "cdt",
+        "eps",
+        "index",
+        "logits",
+        "prior_rows",
+        "step",
+        "u",
+        "uniform",
+        "yc",
+    )
 
     def __init__(self, logits, yc, eps, prior, prior_index, cdt, direct: bool) -> None:
         n, k = logits.shape
         self.logits, self.yc, self.eps, self.index, self.cdt = logits, yc, eps, prior_index, cdt
+        self.uniform = prior is None
         if type(eps) is float and eps == 0.0:
             self.u = None
         elif prior is None:
@@ -277,7 +290,7 @@ class _Plan:
             rows, g, s = _pass(logits, yc, eps, u, None, cdt, True)
             if not grad:
                 return rows, None, None
-            return rows, _numerator(g, yc, eps, u, s), s
+            return rows, _numerator(g, yc, eps, u, s, self.uniform), s
         rows = torch.empty(n, dtype=cdt, device=logits.device)
         if grad:
             out = torch.empty((n, k), dtype=cdt, device=logits.device)
@@ -292,7 +305,7 @@ class _Plan:
             rows[i:e], g, s = _pass(logits[i:e], yc[i:e], e_i, u, g, cdt, True)
             if grad:
                 sums[i:e] = s
-                _numerator(g, yc[i:e], e_i, u, s)
+                _numerator(g, yc[i:e], e_i, u, s, self.uniform)
         return (rows, out, sums) if grad else (rows, None, None)
 
     def gradient(self, weight: Tensor) -> Tensor:
@@ -304,7 +317,7 @@ class _Plan:
         if step >= n:
             u = self._prior(0, n)
             _, g, s = _pass(logits, yc, eps, u, None, cdt, False)
-            _numerator(g, yc, eps, u, s).mul_(weight.div_(s).unsqueeze(1))
+            _numerator(g, yc, eps, u, s, self.uniform).mul_(weight.div_(s).unsqueeze(1))
             return g if direct else g.to(logits.dtype)
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         work = None if direct else torch.empty((step, k), dtype=cdt, device=logits.device)
@@ -314,7 +327,7 @@ class _Plan:
             u = self._prior(i, e)
             g = grad[i:e] if direct else work[: e - i]
             _, g, s = _pass(logits[i:e], yc[i:e], e_i, u, g, cdt, False)
-            _numerator(g, yc[i:e], e_i, u, s).mul_(weight[i:e].div(s).unsqueeze(1))
+            _numerator(g, yc[i:e], e_i, u, s, self.uniform).mul_(weight[i:e].div(s).unsqueeze(1))
             if not direct:
                 grad[i:e] = g
         return grad
@@ -363,30 +376,29 @@ def _pass(x, yc, eps, u, g, cdt, loss: bool) -> tuple[Tensor | None, Tensor, Ten
             rows = torch.addmv(zy, g, u, beta=eps - 1.0, alpha=-eps)
         else:
             rows = torch.lerp(zy, g @ u if b is None else b, eps).neg_()
-    g.exp_()
+    exp_(g)
     s = g.sum(1)
     if loss:
         rows.add_(s.log())
     return rows, g, s
 
 
-def _numerator(g, yc, eps, u, s) -> Tensor:
-    """e^z (in ``g``) minus s t, in place: the gradient softmax - t times s."""
+def _numerator(g, yc, eps, u, s, uniform: bool) -> Tensor:
+    """e^z (in ``g``) minus s t, in place: the gradient softmax - t times s.
+
+    ``uniform``: u is 1/K, so eps s u is one value per row, subtracted as a broadcast
+    column (a rank-1 update reads u and costs more than twice as much)."""
     if u is None:
         g.scatter_add_(1, yc, s.neg().unsqueeze(1))
-    elif type(eps) is float:
-        if u.dim() == 1:
-            g.addr_(s, u, alpha=-eps)
-        else:
-            g.addcmul_(u, s.unsqueeze(1), value=-eps)
-        g.scatter_add_(1, yc, s.mul(eps - 1.0).unsqueeze(1))
+        return g
+    se = s * eps
+    if uniform:
+        g.sub_(se.mul(1.0 / g.shape[1]).unsqueeze(1))
+    elif u.dim() == 1:
+        g.addr_(se, u, alpha=-1.0)
     else:
-        se = s * eps
-        if u.dim() == 1:
-            g.addr_(se, u, alpha=-1.0)
-        else:
-            g.addcmul_(u, se.unsqueeze(1), value=-1.0)
-        g.scatter_add_(1, yc, (se - s).unsqueeze(1))
+        g.addcmul_(u, se.unsqueeze(1), value=-1.0)
+    g.scatter_add_(1, yc, (se - s).unsqueeze(1))
     return g
 
 

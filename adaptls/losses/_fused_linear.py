@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from adaptls.losses._exp import exp_
 from adaptls.losses._fused import _as_row_epsilon, _compute_dtype
 
 # Rows per chunk. A chunk costs three matmuls (logits, and the hidden and weight
@@ -292,7 +293,7 @@ class _Kernel:
                     uz = torch.linalg.vecdot(u_rows, z)
                 elif self.shared:
                     uz = self._dot_u(h) - m.squeeze(1)
-            total = z.exp_().sum(dim=1)
+            total = exp_(z).sum(dim=1)
             log_total = total.log() if loss is not None or adaptive else None
             if adaptive:
                 eps = keep * self._decide_epsilon(s, e, log_total, zy, z, total)
