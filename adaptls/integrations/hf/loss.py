@@ -68,8 +68,8 @@ class SmoothingLoss:
     gradients, are untouched). It applies where the logits *are* ``head(hidden)``; a
     model that changes them after its head (soft-capping, a scale, Marian's
     ``final_logits_bias``) is refused on the first training step (the first position's
-    logits are compared), and so is a strategy that reads logit values (criteria,
-    online smoothing with a dense table, ...: ``StrategyDriver.linear_unsupported``).
+    logits are compared), and so is a strategy that reads logit values (the criteria:
+    ``StrategyDriver.linear_unsupported``).
     """
 
     def __init__(
