@@ -11,9 +11,9 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hf_support import TokenRows, gpt2, trainer  # noqa: E402
+from hf_support import TokenRows, gpt2, trainer
 
-from adaptls.integrations.hf import smoothing_loss  # noqa: E402
+from adaptls.integrations.hf import smoothing_loss
 
 
 def main(out: Path) -> None:

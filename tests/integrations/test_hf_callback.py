@@ -46,7 +46,9 @@ def test_every_strategy_trains_ten_steps(tmp_path, name):
     result = run.train()
     assert result.global_step == 10
     assert torch.isfinite(torch.tensor(result.training_loss))
-    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+    assert any(
+        not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters(), strict=True)
+    )
 
 
 def test_online_state_moves_at_each_epoch_end(tmp_path):

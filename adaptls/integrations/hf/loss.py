@@ -154,7 +154,9 @@ class SmoothingLoss:
         # position t predicts label t + 1; the last position predicts nothing
         return F.pad(labels[..., 1:], (0, 1), value=self.strategy.ignore_index)
 
-    def _linear_loss(self, hidden: Tensor, logits: Tensor, targets: Tensor, reduction: str) -> Tensor:
+    def _linear_loss(
+        self, hidden: Tensor, logits: Tensor, targets: Tensor, reduction: str
+    ) -> Tensor:
         weight, bias = self.head.weight, getattr(self.head, "bias", None)
         if not self._head_checked:
             self._check_head(hidden, logits, weight, bias)
@@ -168,7 +170,9 @@ class SmoothingLoss:
         return loss
 
     @torch.no_grad()
-    def _check_head(self, hidden: Tensor, logits: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    def _check_head(
+        self, hidden: Tensor, logits: Tensor, weight: Tensor, bias: Tensor | None
+    ) -> None:
         """The model's logits must be ``head(hidden)``: compare the first position's."""
         expected = F.linear(hidden[..., :1, :], weight, bias).float()
         got = logits.float()
