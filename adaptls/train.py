@@ -34,6 +34,7 @@ from adaptls.run import preflight
 from adaptls.run.config import ConfigError, check_search_space, instantiate_group
 from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpoint
 from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
+from adaptls.run.wandb_dashboard import final_summary, start_dashboard
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Where the deprecation warnings that `_quiet_known_noise` silences come from.
@@ -126,6 +127,8 @@ def train(cfg: DictConfig) -> float | None:
             trainer = build_trainer(cfg, started)
         for logger in trainer.loggers:
             logger.log_hyperparams(resolved)
+        if trainer.is_global_zero:  # other ranks hold W&B's stand-in run
+            start_dashboard(trainer.loggers, module.strategy)
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from(cfg, trainer))
         evaluated = _evaluated(trainer, cfg.eval_checkpoint)
         # The best checkpoint is loaded by these calls; the last epoch's weights are the
@@ -143,7 +146,7 @@ def train(cfg: DictConfig) -> float | None:
                 f"{name} (seed {cfg.seed}, {cfg.eval_checkpoint} checkpoint: "
                 f"epoch {evaluated['epoch']})"
             )
-        final = {**val, **test}
+        final = final_summary(val, test)
     finally:
         if trainer.is_global_zero:
             _finish_wandb(started, final)
@@ -209,7 +212,7 @@ def _finish_wandb(started: list[Logger], final: dict[str, float] | None) -> None
     for logger in started:
         if isinstance(logger, WandbLogger):
             if final is not None:
-                logger.experiment.summary.update(final)
+                logger.experiment.summary.update(final)  # test and evaluated/val figures
             logger.experiment.finish(exit_code=0 if final is not None else 1)
 
 

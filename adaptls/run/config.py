@@ -67,6 +67,17 @@ def sweep_group() -> str | None:
     return Path(hydra_cfg.sweep.dir).name
 
 
+def wandb_job_type() -> str:
+    """The W&B job type of a run: ``tune`` (a job of ``hparams_search``), ``study`` (a job
+    of any other multirun: an experiment's grid, seeds), ``train`` (a single run)."""
+    if not HydraConfig.initialized():
+        return "train"
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.runtime.choices.get("hparams_search"):
+        return "tune"
+    return "study" if hydra_cfg.mode == RunMode.MULTIRUN else "train"
+
+
 def strategy_search_space(target: str | None) -> dict[str, str]:
     """The search space a strategy class declares (its ``search_space``), as sweeper
     params ``{"smoothing.<key>": "<expression>"}``: the default of ``hparams_search`` for a
@@ -98,5 +109,7 @@ def check_search_space() -> None:
 
 if not OmegaConf.has_resolver("sweep_group"):
     OmegaConf.register_new_resolver("sweep_group", sweep_group)
+if not OmegaConf.has_resolver("wandb_job_type"):
+    OmegaConf.register_new_resolver("wandb_job_type", wandb_job_type)
 if not OmegaConf.has_resolver("strategy_search_space"):
     OmegaConf.register_new_resolver("strategy_search_space", strategy_search_space)

@@ -129,8 +129,9 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture(scope="module")
 def read_wandb_run() -> Callable[[Path], dict[str, Any]]:
-    """``read_wandb_run(run_dir)``: the group, config, summary and exit code recorded in an
-    offline run's ``run-<id>.wandb`` file (what ``wandb sync`` would upload)."""
+    """``read_wandb_run(run_dir)``: the group, job type, config, summary, metric definitions,
+    history and exit code recorded in an offline run's ``run-<id>.wandb`` file (what
+    ``wandb sync`` would upload)."""
     return read_offline_run
 
 
@@ -156,21 +157,50 @@ def _read_offline_run_once(run_dir: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2
 
     (path,) = run_dir.glob("run-*.wandb")
-    run: dict[str, Any] = {"group": None, "config": {}, "summary": {}, "exit_code": None}
+    run: dict[str, Any] = {
+        "group": None,
+        "job_type": None,
+        "config": {},
+        "summary": {},
+        "metrics": {},
+        "history": [],
+        "exit_code": None,
+    }
     for data in _log_records(path.read_bytes()):
         record = wandb_internal_pb2.Record.FromString(data)
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run["id"], run["group"] = record.run.run_id, record.run.run_group
+            run["job_type"] = record.run.job_type
         elif kind == "config":
             run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "summary":
-            run["summary"].update(
-                {i.key: json.loads(i.value_json) for i in record.summary.update if i.key}
+            for item in record.summary.update:  # W&B's own entries start with "_"
+                if not (item.key or item.nested_key[0]).startswith("_"):
+                    _put(run["summary"], item)
+        elif kind == "metric":  # define_metric: name (or glob) -> kept summaries
+            metric = record.metric
+            kept = [k for k in ("min", "max", "mean", "last") if getattr(metric.summary, k)]
+            run["metrics"][metric.name or metric.glob_name] = kept
+        elif kind == "history":
+            run["history"].append(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in record.history.item
+                }
             )
         elif kind == "exit":
             run["exit_code"] = record.exit.exit_code
     return run
+
+
+def _put(values: dict[str, Any], item: Any) -> None:
+    """An item of a summary or history record into ``values``: under its key, or nested
+    under its nested key (a metric's summary, an image's fields)."""
+    keys = [item.key] if item.key else list(item.nested_key)
+    for key in keys[:-1]:
+        values = values.setdefault(key, {})
+    values[keys[-1]] = json.loads(item.value_json)
 
 
 def _log_records(data: bytes) -> Iterator[bytes]:

@@ -24,9 +24,12 @@ def offline_runs(output_dir: Path) -> list[Path]:
 def test_a_run_records_the_resolved_config_and_the_final_metrics(
     compose_train, read_wandb_run, tmp_path, tiny
 ):
-    """The default experiment (MNIST-1D, CNN, uniform smoothing, W&B offline), shortened."""
+    """The default experiment (MNIST-1D, CNN, uniform smoothing, W&B offline), shortened to
+    three epochs: the runs table's summaries are the best validation NLL, ECE (min) and
+    accuracy (max) over the run, the test figures and the evaluated checkpoint's
+    validation figures; the config holds the resolved config and the strategy."""
     output_dir = tmp_path / "run"
-    cfg = compose_train(*tiny, output_dir=output_dir)
+    cfg = compose_train(*tiny, "trainer.max_epochs=3", output_dir=output_dir)
     assert cfg.logger.wandb.offline is True
     resolved = OmegaConf.to_container(cfg, resolve=True)
     train(cfg)
@@ -36,12 +39,43 @@ def test_a_run_records_the_resolved_config_and_the_final_metrics(
     run = read_wandb_run(run_dir)
     assert run["exit_code"] == 0
     assert run["group"] == ""  # a single run belongs to no sweep
-    assert {k: v for k, v in run["config"].items() if k != "_wandb"} == resolved
+    assert run["job_type"] == "train"
+    assert {k: v for k, v in run["config"].items() if k not in ("_wandb", "strategy")} == resolved
+    assert run["config"]["strategy"] == {
+        "name": "uniform",
+        "class": "adaptls.smoothing.uniform.UniformSmoothing",
+        "schedule": "constant",
+        "epsilon": cfg.smoothing.epsilon,
+    }
+    assert {
+        "val/nll": ["min"],
+        "val/ece": ["min"],
+        "val/acc": ["max"],
+        "test/*": ["last"],
+    }.items() <= run["metrics"].items()
+
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    final = {**metrics["val"], **metrics["test"]}
-    assert {"val/acc", "val/ece", "val/nll", "test/acc", "test/ece", "test/nll"} <= set(final)
-    for name, value in final.items():
+    for name, best in (("val/nll", min), ("val/ece", min), ("val/acc", max)):
+        logged = [h[name] for h in run["history"] if name in h]
+        assert len(logged) == 4  # three epochs, then the evaluated checkpoint's validate
+        kept = "min" if best is min else "max"
+        assert run["summary"][name] == {kept: pytest.approx(best(logged), rel=1e-6)}, name
+        assert math.isclose(run["summary"][f"evaluated/{name}"], metrics["val"][name], rel_tol=1e-6)
+    assert {"test/acc", "test/ece", "test/nll"} <= set(metrics["test"])
+    for name, value in metrics["test"].items():
         assert math.isclose(run["summary"][name], value, rel_tol=1e-6), name
+
+    # the figures: images in the history (W&B flattens an image's fields into
+    # "<key>/<field>"), their files in the run's files/
+    images = {
+        key[: -len("/_type")]: row[key.replace("/_type", "/path")]
+        for row in run["history"]
+        for key, value in row.items()
+        if key.endswith("/_type") and value == "image-file"
+    }
+    assert "test/reliability" in images
+    for path in images.values():
+        assert (run_dir / "files" / path).is_file()
 
 
 def test_a_failing_run_closes_its_wandb_run(compose_train, read_wandb_run, tmp_path, tiny, small):
@@ -81,6 +115,7 @@ def test_a_multirun_gives_one_wandb_run_per_job_grouped_by_sweep(
     for job, run in runs.items():
         metrics = json.loads((sweep_dir / job / "metrics.json").read_text())
         assert math.isclose(run["summary"]["test/acc"], metrics["test"]["test/acc"])
+        assert run["job_type"] == "study"
 
 
 def test_the_closing_table_comes_after_the_wandb_run_summary(
@@ -105,3 +140,15 @@ def test_the_closing_table_comes_after_the_wandb_run_summary(
         out.index(marker) for marker in ("W&B RUN FINISHED", "checkpoint: epoch", "Test set:")
     )
     assert finished < table < verdict
+
+
+@pytest.mark.parametrize(
+    ("overrides", "job_type"),
+    [((), "train"), (("hparams_search=epsilon",), "tune")],
+    ids=["single-run", "hparams-search"],
+)
+def test_the_job_type_says_what_the_run_is_for(compose_train, tmp_path, overrides, job_type):
+    """train for a single run, tune for a job of hparams_search (a multirun's other jobs are
+    study: the multirun test above)."""
+    cfg = compose_train(*overrides, output_dir=tmp_path, hydra=True)
+    assert cfg.logger.wandb.job_type == job_type
