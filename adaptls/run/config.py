@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,11 @@ def sweep_group() -> str | None:
 
 
 def wandb_job_type() -> str:
-    """The W&B job type of a run: ``tune`` (a job of ``hparams_search``), ``study`` (a job
-    of any other multirun: an experiment's grid, seeds), ``train`` (a single run)."""
+    """The W&B job type of a run: ``tune`` (a job of ``hparams_search``, or a run that a W&B
+    sweep's agent started), ``study`` (a job of any other multirun: an experiment's grid,
+    seeds), ``train`` (a single run)."""
+    if os.environ.get("WANDB_SWEEP_ID"):
+        return "tune"
     if not HydraConfig.initialized():
         return "train"
     hydra_cfg = HydraConfig.get()
