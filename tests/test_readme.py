@@ -66,6 +66,7 @@ SKIPS = {
     "trainer=ddp trainer.devices=8": "needs 8 GPUs on each of 2 nodes",
     "hydra/launcher=slurm": "needs a SLURM cluster (and GPUs)",
     "logger.wandb.offline=false": "online W&B needs an account and the network",
+    "wandb sweep sweeps/": "creates a sweep on W&B's servers (an account and the network)",
     "data=cifar10_lt": "downloads CIFAR-10",
     "experiment=cifar10_calibration": "downloads CIFAR-10 and trains on a GPU",
     "data.corpus=sst2": "downloads SST-2",
