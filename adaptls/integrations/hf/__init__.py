@@ -16,6 +16,13 @@
   strategy's state in every checkpoint).
 """
 
+try:
+    import transformers  # noqa: F401
+except ImportError as err:  # the optional extra is not installed
+    raise ImportError(
+        "adaptls.integrations.hf needs transformers and accelerate: pip install adaptls[hf]"
+    ) from err
+
 from adaptls.integrations.hf.callback import STRATEGY_STATE_FILE, SmoothingCallback
 from adaptls.integrations.hf.loss import SmoothingLoss, smoothing_loss
 
