@@ -47,13 +47,14 @@ def test_causal_shift_and_ignore_index():
     )
 
 
-def _one_step(tmp_path, name, batch_size, accumulation):
-    model = gpt2()
+def _one_step(tmp_path, name, build, batch_size, accumulation):
+    model = build()
+    causal = build is gpt2
     run = trainer(
         model,
         tmp_path / f"{name}-{batch_size}x{accumulation}",
-        smoothing_loss(name),
-        TokenRows(8),
+        smoothing_loss(name, causal=causal),
+        TokenRows(8, seq2seq=not causal),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=accumulation,
         max_steps=1,
@@ -67,13 +68,17 @@ def _one_step(tmp_path, name, batch_size, accumulation):
     return {k: before[k] - v.detach() for k, v in model.named_parameters()}  # = the gradient
 
 
-@pytest.mark.parametrize("name", ["uniform", "confidence"])
-def test_accumulated_micro_batches_give_the_full_batch_gradient(tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [("uniform", gpt2), ("confidence", gpt2), ("uniform", t5)],
+    ids=["uniform-gpt2", "confidence-gpt2", "uniform-t5"],
+)
+def test_accumulated_micro_batches_give_the_full_batch_gradient(tmp_path, name, build):
     """4 accumulated micro-batches of 2 rows make the SGD step of one batch of 8, although
     the micro-batches count different numbers of labels (the sum over all 8 rows divided by
     num_items_in_batch; a per-micro-batch mean would weigh rows unequally)."""
-    full = _one_step(tmp_path, name, 8, 1)
-    accumulated = _one_step(tmp_path, name, 2, 4)
+    full = _one_step(tmp_path, name, build, 8, 1)
+    accumulated = _one_step(tmp_path, name, build, 2, 4)
     assert any(g.abs().max() > 1e-3 for g in full.values())
     for key, gradient in full.items():
         # float32: a sum of 4 partial gradients against one; lr = 1
