@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from adaptls.checks import check_choice, check_fraction, check_int, check_real
+from adaptls.data.evaluation_sampler import evaluation_share
 from adaptls.data.long_tail import PROFILES, long_tail_counts, long_tail_subsample
 from adaptls.data.resumable import EpochSampler, ResumableLoader
 from adaptls.data.split import stratified_split
@@ -41,7 +42,9 @@ class TensorDataModule(pl.LightningDataModule):
     indices int64)``, inputs as :meth:`load` returns them (float32 features for the series
     and images, int64 token ids for text, batched by :meth:`collate_fn`); ``indices`` are
     the positions of the samples within their split (0..len-1), stable for the life of the
-    datamodule. The training loader shuffles with
+    datamodule. Under DDP the validation and test rows are shared by the ranks without
+    padding (:class:`~adaptls.data.evaluation_sampler.EvaluationSampler`): each row counts
+    once, as in one process. The training loader shuffles with
     :func:`epoch_shuffle`: the order of epoch e depends only on ``seed`` and e (not on the
     global RNG, nor on the number of processes, and it is the same after a resume).
 
@@ -125,10 +128,12 @@ class TensorDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.val_dataset), shuffle=False)
+        dataset = self._require(self.val_dataset)
+        return self._loader(dataset, sampler=evaluation_share(dataset))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self._require(self.test_dataset), shuffle=False)
+        dataset = self._require(self.test_dataset)
+        return self._loader(dataset, sampler=evaluation_share(dataset))
 
     # ------------------------------------------------------------------ data facts
     @property
