@@ -35,6 +35,7 @@ from adaptls.run.config import ConfigError, check_search_space, instantiate_grou
 from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpoint
 from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
 from adaptls.run.wandb_dashboard import final_summary, start_dashboard
+from adaptls.run.stop_request import STOP_REQUEST
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Where the deprecation warnings that `_quiet_known_noise` silences come from.
@@ -115,6 +116,7 @@ def train(cfg: DictConfig) -> float | None:
     job opens its own run instead of writing into this one.
     """
     _quiet_known_noise()
+    STOP_REQUEST.install()  # SIGTERM: stop at an agreed step (CheckpointOnInterrupt)
     _set_cpu_threads(cfg.get("cpu_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)

@@ -49,3 +49,19 @@ def last_checkpoint(trainer: pl.Trainer) -> Path | None:
             found |= set(Path(callback.dirpath).glob("last*.ckpt"))
     found = {p for p in found if p.is_file()}
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def request_lightning_stop(trainer: pl.Trainer) -> bool:
+    """Make fit stop where Lightning stops on SIGTERM; False where that state is missing.
+
+    Lightning (2.x) raises ``SIGTERMException`` at its own consistent points once its
+    signal connector's ``received_sigterm`` is set: after the current training batch has
+    been counted as completed (mid-epoch), or after the epoch has been counted (at its
+    last batch), so the interrupt checkpoint's loop state and loader position agree. No
+    public API sets it: the flag is the private ``trainer._signal_connector.received_sigterm``.
+    """
+    connector = getattr(trainer, "_signal_connector", None)
+    if connector is None or not isinstance(getattr(connector, "received_sigterm", None), bool):
+        return False
+    connector.received_sigterm = True
+    return True

@@ -52,7 +52,7 @@ def evaluate() -> dict[str, Any]:
     suite = CalibrationSuite(k, datamodule.class_counts)
     rows = 0
     val_logits = _logits(head, datamodule.val_dataset)
-    for x, y, index in datamodule.val_dataloader():
+    for _, y, index in datamodule.val_dataloader():
         logits = val_logits[index]
         suite.update(logits, y)
         for strategy in strategies.values():
@@ -65,7 +65,7 @@ def evaluate() -> dict[str, Any]:
 
     test_suite = CalibrationSuite(k, datamodule.class_counts)
     test_logits = _logits(head, datamodule.test_dataset)
-    for x, y, index in datamodule.test_dataloader():
+    for _, y, index in datamodule.test_dataloader():
         test_suite.update(test_logits[index], y)
     return {
         "rows": rows,

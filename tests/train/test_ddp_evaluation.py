@@ -24,10 +24,19 @@ def test_evaluation_on_several_processes_equals_one_process(tmp_path, world_size
     env["OMP_NUM_THREADS"] = "1"
     workers = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(rank), str(world_size), str(tmp_path / "init"),
-             str(tmp_path / f"rank{rank}.pt")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(WORKER),
+                str(rank),
+                str(world_size),
+                str(tmp_path / "init"),
+                str(tmp_path / f"rank{rank}.pt"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for rank in range(world_size)
     ]
     for worker in workers:

@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+from adaptls.train import build
+
 
 @pytest.mark.slow
 @pytest.mark.ddp
@@ -63,3 +65,36 @@ def test_ddp_cpu_with_mixup_and_a_stateful_strategy_finishes(name, run_cli, tmp_
     assert metrics["evaluation"]["epoch"] == 1
     for key, value in {**metrics["val"], **metrics["test"]}.items():
         assert value is not None and math.isfinite(value), key
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_cpu_on_three_processes_reports_one_process_metrics_of_its_weights(
+    run_cli, compose_train, tmp_path
+):
+    """trainer=ddp_cpu trainer.devices=3 on splits that 3 does not divide (77 validation,
+    203 test rows): metrics.json holds what one process measures on its final weights."""
+    run_dir = tmp_path / "run"
+    common = [
+        "smoothing=feedback", "data=synthetic", "data.num_classes=7", "data.num_train=770",
+        "data.num_test=203", "data.batch_size=16", "model=mlp", "model.hidden=[32]",
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "logger=none",
+        "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    result = run_cli("trainer=ddp_cpu", "trainer.devices=3", *common, f"hydra.run.dir={run_dir}",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+
+    cfg = compose_train(*common, "trainer=cpu", output_dir=tmp_path / "one")
+    datamodule, module, trainer = build(cfg)
+    last = str(run_dir / "checkpoints" / "last.ckpt")
+    val = trainer.validate(module, datamodule=datamodule, ckpt_path=last, verbose=False)[0]
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=last, verbose=False)[0]
+    assert val["val/acc"] * 77 == pytest.approx(round(val["val/acc"] * 77))  # all 77 rows
+    assert set(val) == set(record["val"]) and set(test) == set(record["test"])
+    # The same rows, batched and summed in another order (float32 sums of <= 203 terms of
+    # size <= 1: 203 * 2^-24 ~ 1.2e-5).
+    for name, value in {**val, **test}.items():
+        expected = {**record["val"], **record["test"]}[name]
+        assert value == pytest.approx(expected, rel=1.2e-5, abs=1.2e-5), name

@@ -1,0 +1,64 @@
+"""SIGTERM as a request to stop, agreed by every process at the same training step.
+
+A cluster scheduler signals the tasks of a job before it preempts or requeues it, every
+task or only some. Lightning's own handler (2.6) decides per process (and runs a broadcast
+inside the signal handler, wherever the process happens to be), so the ranks of a DDP run
+stop at different steps, or wait for each other forever. Here the handler only records
+the signal; :meth:`StopRequest.agreed` is a collective that every rank reaches once per
+training step, so all of them learn of a signal that any of them received at the same
+step, and stop there together.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+class StopRequest:
+    """Records SIGTERM (:meth:`install`); :meth:`agreed` tells every rank the same answer."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self._group: object | None = None
+
+    def install(self) -> None:
+        """Handle SIGTERM in this process by recording it (main thread only, as Python's
+        ``signal`` requires; elsewhere this does nothing)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def installed(self) -> bool:
+        return signal.getsignal(signal.SIGTERM) == self._handle
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.signalled:
+            log.warning("received SIGTERM: every process stops after the next training step")
+        self.signalled = True
+
+    def agreed(self) -> bool:
+        """Whether any process has been signalled: a collective over all ranks (call it at
+        the same point on each), a read of the flag in one process.
+
+        The flag travels on the CPU over gloo: a group of its own when the run's backend
+        is another (NCCL), so asking never waits for the GPU.
+        """
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.signalled
+        if self._group is None:
+            gloo = dist.get_backend() == "gloo"
+            self._group = dist.group.WORLD if gloo else dist.new_group(backend="gloo")
+        flag = torch.tensor([int(self.signalled)], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group)
+        return bool(flag.item())
+
+
+#: This process's request (one per process: the signal is the process's).
+STOP_REQUEST = StopRequest()
