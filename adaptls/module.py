@@ -17,6 +17,7 @@ from adaptls.metrics.nll import perplexity
 from adaptls.mix import Mixed, NoMix
 from adaptls.models.linear_head import has_linear_head
 from adaptls.run.finite_loss import FiniteLossCheck
+from adaptls.run.rank_states import restore_rank_state, save_rank_states
 from adaptls.smoothing import Strategy, ValidationPass
 from adaptls.smoothing.driver import StrategyDriver
 
@@ -235,9 +236,14 @@ class SmoothingClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._check_finite_loss()  # never write weights a non-finite loss has trained
+        # Each rank's running sums and strategy statistics (a collective: every rank writes)
+        parameters = {name for name, _ in self.named_parameters()}
+        save_rank_states(checkpoint, parameters, self.trainer.world_size)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         _upgrade_epoch_sums(checkpoint)
+        if self.trainer.state.fn == TrainerFn.FITTING:  # evaluation needs the weights only
+            restore_rank_state(checkpoint, self.trainer.global_rank, self.trainer.world_size)
 
     def _check_finite_loss(self, *, across_ranks: bool = False) -> None:
         """Raise FloatingPointError naming the first non-finite training loss of this epoch

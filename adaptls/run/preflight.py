@@ -15,6 +15,7 @@ from torch import nn
 from adaptls.run.config import ConfigError, call_partial, chosen_option
 from adaptls.run.library_shims import last_checkpoint
 from adaptls.run.model_fits_data import check_model_fits_data
+from adaptls.run.rank_states import checkpoint_world_size
 from adaptls.run.resume_schedule import check_resume_schedule
 from adaptls.smoothing import Strategy
 from adaptls.smoothing.driver import StrategyDriver
@@ -132,8 +133,9 @@ def check_resume(
     trial_schedule: torch.optim.lr_scheduler.LRScheduler | None,
 ) -> None:
     """``ckpt_path``: ``last`` without a last checkpoint is said in one line (the run
-    starts from scratch); a local file must exist and hold this run's schedule (a URL is
-    fit's to check)."""
+    starts from scratch); a local file must exist, be written by as many processes as
+    this run has (each rank resumes its own RNG states and sums) and hold this run's
+    schedule (a URL is fit's to check)."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
         ckpt_path = last_checkpoint(trainer)
@@ -146,8 +148,21 @@ def check_resume(
             f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
             "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
         )
+    _check_resume_processes(cfg, ckpt_path, trainer)
     if trial_schedule is not None:
         check_resume_schedule(cfg, ckpt_path, trial_schedule)
+
+
+def _check_resume_processes(cfg: DictConfig, ckpt_path: str | Path, trainer: pl.Trainer) -> None:
+    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    saved = checkpoint_world_size(checkpoint)
+    if saved is not None and saved != trainer.world_size:
+        raise ConfigError(
+            f"ckpt_path={cfg.get('ckpt_path')}: {ckpt_path} was written by {saved} process(es) "
+            f"and this run has {trainer.world_size} (trainer={chosen_option(cfg, 'trainer')}); "
+            "each resumes its own RNG states and sums: resume with "
+            f"{saved} process(es) (trainer.devices x trainer.num_nodes)"
+        )
 
 
 def _say_no_last_checkpoint(trainer: pl.Trainer) -> None:

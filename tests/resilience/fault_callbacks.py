@@ -23,13 +23,15 @@ class KillAtEpochStart(pl.Callback):
 
 
 class SignalAtStep(pl.Callback):
-    """Send ``signum`` to this process after global step ``step``."""
+    """Send ``signum`` to this process after global step ``step`` (on every rank, or on
+    rank ``rank`` only). Callbacks added on the command line run after the default ones, so
+    the run's stop agreement (CheckpointOnInterrupt) sees the signal one step later."""
 
-    def __init__(self, step: int, signum: int = int(signal.SIGTERM)) -> None:
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: int = int(signal.SIGTERM), rank: int = -1) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (-1, trainer.global_rank):
             os.kill(os.getpid(), self.signum)
 
 

@@ -38,16 +38,16 @@ def test_killed_run_resumed_from_last_matches_uninterrupted(tmp_path: Path, stra
 
 @pytest.mark.parametrize("strategy", ["uniform", "online", "self_distill"])
 def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, strategy: str) -> None:
-    """SIGTERM after global step 6 (epoch 1, batch 1 of 4): the interrupt callback writes
-    last.ckpt mid-epoch; the resumed run trains batches 2 and 3 of epoch 1's permutation
-    (the loader's state) with the RNG state of the interruption, and ends where the
+    """SIGTERM after global step 5, seen by the stop agreement at the end of step 6 (epoch
+    1, batch 1 of 4): the interrupt callback writes last.ckpt mid-epoch; the resumed run
+    trains batches 2 and 3 of epoch 1's permutation (the loader's state) with the RNG state of the interruption, and ends where the
     uninterrupted run ends, bit for bit on the CPU (same operations in the same order)."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     args = [*TINY, f"smoothing={strategy}", "logger=csv"]  # the epoch's training figures too
     run_train(straight, *args)
 
-    stopped = run_train(resumed, *args, inject("term", "SignalAtStep", step=6), check=False)
-    assert stopped.returncode != 0
+    stopped = run_train(resumed, *args, inject("term", "SignalAtStep", step=5), check=False)
+    assert stopped.returncode == 128 + signal.SIGTERM
     last = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 6  # mid-epoch 1: written by the interrupt, not the epoch end
     assert last["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [

@@ -8,10 +8,14 @@ import time
 from typing import Any
 
 import pytest
+import pytorch_lightning as pl
+import torch
 import wandb
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader, TensorDataset
 
-from adaptls.run.library_shims import drop_wandb_anonymous_setting
+from adaptls.run.library_shims import drop_wandb_anonymous_setting, request_lightning_stop
 
 
 def init_kwargs(monkeypatch: pytest.MonkeyPatch, logger: WandbLogger) -> dict[str, Any]:
@@ -79,3 +83,54 @@ def test_last_checkpoint_agrees_with_lightnings_lookup(tmp_path):
     assert last_checkpoint(trainer) == newer
     no_checkpoints = pl.Trainer(logger=False, enable_checkpointing=False)
     assert last_checkpoint(no_checkpoints) is None
+
+
+class _TinyModule(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.ones(8, 2)), batch_size=2)
+
+
+class _StopAfterBatch(pl.Callback):
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.fit_loop.epoch_loop.batch_idx == self.batch:
+            assert request_lightning_stop(trainer)
+
+
+def _tiny_trainer(tmp_path, *callbacks: pl.Callback) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=list(callbacks), default_root_dir=tmp_path,
+    )  # fmt: skip
+
+
+def test_lightning_still_has_no_public_way_to_request_its_sigterm_stop(tmp_path):
+    """The control: ``received_sigterm`` is a read-only property of the trainer."""
+    trainer = _tiny_trainer(tmp_path)
+    with pytest.raises(AttributeError):
+        trainer.received_sigterm = True  # type: ignore[misc]
+    assert request_lightning_stop(object()) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("batch", "steps", "epoch"), [(1, 2, 0), (3, 4, 1)])
+def test_a_requested_stop_ends_fit_where_lightning_stops_on_sigterm(tmp_path, batch, steps, epoch):
+    """Mid-epoch: after the batch is counted as completed; at the epoch's last batch:
+    after the epoch is counted."""
+    trainer = _tiny_trainer(tmp_path, _StopAfterBatch(batch))
+    with pytest.raises(SIGTERMException):
+        trainer.fit(_TinyModule())
+    assert trainer.global_step == steps
+    assert trainer.fit_loop.epoch_loop.batch_progress.current.completed == batch + 1
+    assert trainer.current_epoch == epoch
