@@ -116,7 +116,12 @@ def train(cfg: DictConfig) -> float | None:
     job opens its own run instead of writing into this one.
     """
     _quiet_known_noise()
-    STOP_REQUEST.install()  # SIGTERM: stop at an agreed step (CheckpointOnInterrupt)
+    # SIGTERM: every process stops at an agreed step (see CheckpointOnInterrupt)
+    with STOP_REQUEST.handling():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> float | None:
     _set_cpu_threads(cfg.get("cpu_threads"))
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module, trainer = build(cfg)

@@ -11,9 +11,11 @@ step, and stop there together.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 import torch
@@ -28,6 +30,21 @@ class StopRequest:
     def __init__(self) -> None:
         self.signalled = False
         self._group: object | None = None
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Handle SIGTERM by recording it for the duration of the block (a run), from a
+        clean slate; the handler that was there before comes back afterwards (so a test
+        process, or a multirun's next job, is not left with this one)."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
+        self.signalled = False
+        self.install()
+        try:
+            yield
+        finally:
+            if main and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def install(self) -> None:
         """Handle SIGTERM in this process by recording it (main thread only, as Python's
