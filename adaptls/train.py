@@ -263,8 +263,10 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s", err)
         raise SystemExit(1) from None
     except SIGTERMException:
-        # Lightning raises a bare SystemExit (status 0) on SIGTERM; a terminated run is
-        # not a success (CheckpointOnInterrupt has saved last.ckpt by now).
+        # Every process stopped at the same step and CheckpointOnInterrupt has saved
+        # last.ckpt; a terminated run is not a success. A launcher's own signal (submitit's
+        # time limit) goes to its handler now, which requeues the job.
+        STOP_REQUEST.hand_on()
         raise SystemExit(128 + signal.SIGTERM) from None
 
 
