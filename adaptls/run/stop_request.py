@@ -74,9 +74,6 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._handle)
 
-    def installed(self) -> bool:
-        return signal.getsignal(signal.SIGTERM) == self._handle
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if not self.signalled:
             log.warning(
