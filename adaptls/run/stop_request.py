@@ -48,6 +48,7 @@ class StopRequest:
         main = threading.current_thread() is threading.main_thread()
         previous = signal.getsignal(signal.SIGTERM) if main else None
         self.signalled, self._launcher_signal = False, None
+        self._group = None  # a run's own process group, made at its first agreement
         self._launcher = _launcher_handlers() if main else {}
         for signum in self._launcher:
             signal.signal(signum, self._handle_launcher)
