@@ -34,8 +34,8 @@ from adaptls.run import preflight
 from adaptls.run.config import ConfigError, check_search_space, instantiate_group
 from adaptls.run.library_shims import drop_wandb_anonymous_setting, last_checkpoint
 from adaptls.run.report import print_calibration_verdict, print_table, write_metrics
-from adaptls.run.wandb_dashboard import final_summary, start_dashboard
 from adaptls.run.stop_request import STOP_REQUEST
+from adaptls.run.wandb_dashboard import final_summary, start_dashboard
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Where the deprecation warnings that `_quiet_known_noise` silences come from.
