@@ -38,10 +38,12 @@ from adaptls.smoothing.peers import (
     DualFocalLoss,
     FocalLoss,
     MarginSmoothing,
+    MaxSup,
 )
 from adaptls.smoothing.schedule import EpsilonSchedule
 from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing
+from adaptls.smoothing.zipf import ZipfSmoothing, zipf_prior
 from adaptls.smoothing.validation_pass import ClassFigures, ValidationPass
 
 
@@ -75,6 +77,7 @@ __all__ = [
     "FocalLoss",
     "Limits",
     "MarginSmoothing",
+    "MaxSup",
     "NoSmoothing",
     "OnlineSmoothing",
     "SelfDistillSmoothing",
@@ -84,9 +87,11 @@ __all__ = [
     "StrategyDriver",
     "UniformSmoothing",
     "ValidationPass",
+    "ZipfSmoothing",
     "dense_soft_targets",
     "label_aware_epsilon",
     "linear_soft_target_cross_entropy",
     "soft_target_cross_entropy",
     "soft_targets",
+    "zipf_prior",
 ]

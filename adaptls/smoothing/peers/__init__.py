@@ -1,5 +1,5 @@
 """The calibration losses that label smoothing is compared with: focal, FLSD (adaptive
-focal), dual focal, MbLS (margin), CALS, AdaFocal, ACLS and MDCA. Each registers itself
+focal), dual focal, MbLS (margin), CALS, AdaFocal, ACLS, MDCA and MaxSup. Each registers itself
 under its ``smoothing=<name>`` when imported."""
 
 from adaptls.smoothing.peers.acls import ACLSmoothing
@@ -9,10 +9,12 @@ from adaptls.smoothing.peers.cals import ClassAdaptiveMarginSmoothing
 from adaptls.smoothing.peers.dual_focal import DualFocalLoss
 from adaptls.smoothing.peers.focal import FocalLoss
 from adaptls.smoothing.peers.margin import MarginSmoothing
+from adaptls.smoothing.peers.maxsup import MaxSup
 from adaptls.smoothing.peers.mdca import MDCA
 
 __all__ = [
     "MDCA",
+    "MaxSup",
     "ACLSmoothing",
     "AdaFocalLoss",
     "AdaptiveFocalLoss",
