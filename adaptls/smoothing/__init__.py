@@ -43,8 +43,8 @@ from adaptls.smoothing.peers import (
 from adaptls.smoothing.schedule import EpsilonSchedule
 from adaptls.smoothing.self_distill import SelfDistillSmoothing
 from adaptls.smoothing.uniform import UniformSmoothing
-from adaptls.smoothing.zipf import ZipfSmoothing, zipf_prior
 from adaptls.smoothing.validation_pass import ClassFigures, ValidationPass
+from adaptls.smoothing.zipf import ZipfSmoothing, zipf_prior
 
 
 def _import_strategy_modules() -> None:

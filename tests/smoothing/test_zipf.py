@@ -4,7 +4,6 @@ total loss CE + loss_lambda * kd_loss): the prior, values and gradients."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

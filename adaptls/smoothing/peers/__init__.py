@@ -14,7 +14,6 @@ from adaptls.smoothing.peers.mdca import MDCA
 
 __all__ = [
     "MDCA",
-    "MaxSup",
     "ACLSmoothing",
     "AdaFocalLoss",
     "AdaptiveFocalLoss",
@@ -22,4 +21,5 @@ __all__ = [
     "DualFocalLoss",
     "FocalLoss",
     "MarginSmoothing",
+    "MaxSup",
 ]
