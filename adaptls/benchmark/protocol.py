@@ -48,6 +48,8 @@ def retrain(
 def benchmark(cfg: DictConfig, command: str, log: Callable = print) -> Path:
     """Run (or finish) the whole protocol for ``cfg``; returns the report's path."""
     chosen, results = {}, {m: {} for m in cfg.metrics}
+    # method by method (search, then retrain): an interrupted benchmark has whole methods
+    # done, which a restart with fewer methods reports at once
     for method in cfg.methods:
         log(f"stage 1: {method}, {cfg.budget.trials} trials")
         trials = search(cfg, method, log)
@@ -58,9 +60,8 @@ def benchmark(cfg: DictConfig, command: str, log: Callable = print) -> Path:
             "trials": len(trials),
             "failed": sum(t.value is None for t in trials),
         }
-    for method in cfg.methods:
         log(f"stage 2: {method} on seeds {final_seeds(cfg)}")
-        for seed, record in retrain(cfg, method, chosen[method]["params"], log).items():
+        for seed, record in retrain(cfg, method, top.params, log).items():
             for metric in cfg.metrics:
                 value = (record.get("test") or {}).get(metric)
                 if value is not None:

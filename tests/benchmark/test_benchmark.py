@@ -99,7 +99,7 @@ def test_smoke_benchmark_writes_the_report(smoke):
 
 
 def test_an_interrupted_benchmark_resumes_without_rerunning(smoke, tmp_path, monkeypatch):
-    """Stopped as its 6th run starts (after stage 1 and one stage-2 run), restarted: only
+    """Stopped as its 6th run starts (none done, zipf's first trial done), restarted: only
     what had not finished runs, and the search asks what the uninterrupted one asked."""
     started: list[str] = []
     real_run = runs_module.run_inline
