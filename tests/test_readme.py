@@ -235,6 +235,15 @@ def latest_sweep() -> Path:
 
 
 COMMANDS = readme_commands()
+# A benchmark command runs its methods with one trial, one seed and one epoch of two
+# batches each, every run in this process (later settings win over the command's).
+BENCHMARK_SHORT = [
+    "budget.trials=1",
+    "budget.seeds=1",
+    "budget.epochs=1",
+    "runner=inline",
+    "overrides=[" + ",".join(f"'{a}'" for a in SHORT[1:]) + "]",
+]
 
 
 def _param(command: str):
@@ -259,6 +268,8 @@ def test_readme_command_runs(command: str, workdir: Path, capfd: pytest.CaptureF
             program = [sys.executable, *shlex.split(text)[1:]]
             assert shlex.split(text)[0] == "python", command
             program[1] = str(ROOT / program[1]) if program[1].startswith("scripts/") else program[1]
+            if program[1:3] == ["-m", "adaptls.benchmark"]:
+                program += [*BENCHMARK_SHORT, f"out={run_dir}", f"report={run_dir}/report.md"]
             code, output = run_in_bash({}, program, workdir)
         else:
             env, args = parsed

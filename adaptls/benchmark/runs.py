@@ -4,9 +4,10 @@ interpreter) or :func:`adaptls.train.train` on the config Hydra composes from th
 overrides, in this process (``runner=inline``: no interpreter start per run, for small
 runs and tests).
 
-A run's directory holds ``metrics.json`` once it has finished; a run whose directory has
-one is never run again (what makes a killed benchmark resumable). A run killed midway is
-started afresh: its partial directory is replaced.
+A run's directory holds ``metrics.json`` once it has finished, and ``overrides.json``
+(what it was asked to run) from its start; a run whose directory has both, with the same
+overrides, is never run again (what makes a killed benchmark resumable). A run killed
+midway, or one of other overrides, is started afresh: its directory is replaced.
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ def train_command(overrides: Sequence[str], run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "adaptls.train", *overrides, f"hydra.run.dir={run_dir}"]
 
 
-def finished(run_dir: Path) -> dict[str, Any] | None:
-    """The run's ``metrics.json`` record, or None if it has not finished."""
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return None
+ASKED = "overrides.json"
+
+
+def finished(run_dir: Path, overrides: Sequence[str] | None = None) -> dict[str, Any] | None:
+    """The run's ``metrics.json`` record, or None if it has not finished (or, given
+    ``overrides``, was asked to run other ones)."""
     try:
-        return json.loads(path.read_text())
+        asked = None if overrides is None else json.loads((run_dir / ASKED).read_text())
+        if asked is not None and asked != list(overrides):
+            return None
+        return json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -49,12 +54,13 @@ def run(
 ) -> dict[str, Any]:
     """Run adaptls.train with ``overrides`` into ``run_dir`` unless it has finished there;
     returns its ``metrics.json`` record."""
-    record = finished(run_dir)
+    record = finished(run_dir, overrides)
     if record is not None:
         return record
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a run killed midway: start it again from nothing
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True)
+    (run_dir / ASKED).write_text(json.dumps(list(overrides)))
     log(f"  run {run_dir.name}: {' '.join(overrides)}")
     if runner == "inline":
         return run_inline(overrides, run_dir)

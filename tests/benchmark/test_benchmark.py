@@ -4,6 +4,7 @@ an interrupted benchmark resumed, its statistics and its refusals."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -176,3 +177,21 @@ def test_the_default_runner_runs_adaptls_train_as_a_subprocess(tmp_path):
     assert (
         tmp_path / "out" / "final" / "uniform" / "seed_1" / ".hydra" / "overrides.yaml"
     ).is_file()
+
+
+def test_a_finished_run_is_reused_only_for_the_same_overrides(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(overrides, run_dir):
+        calls.append(list(overrides))
+        (run_dir / "metrics.json").write_text(json.dumps({"val": {"val/nll": len(calls)}}))
+        return runs_module.finished(run_dir)
+
+    monkeypatch.setattr(runs_module, "run_inline", fake)
+    run = functools.partial(runs_module.run, log=lambda line: None, runner="inline")
+    assert run(["a=1"], tmp_path / "r")["val"]["val/nll"] == 1
+    assert run(["a=1"], tmp_path / "r")["val"]["val/nll"] == 1  # reused
+    assert run(["a=2"], tmp_path / "r")["val"]["val/nll"] == 2  # asked for another run
+    (tmp_path / "r" / "metrics.json").unlink()  # killed before it finished
+    assert run(["a=2"], tmp_path / "r")["val"]["val/nll"] == 3
+    assert calls == [["a=1"], ["a=2"], ["a=2"]]
