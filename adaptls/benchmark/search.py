@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+try:
+    import optuna
+except ImportError as err:  # the `search` extra
+    raise ImportError(
+        f"adaptls.benchmark needs Optuna ({err}): pip install 'adaptls[search]'"
+    ) from err
 from omegaconf import DictConfig, OmegaConf
 
-from adaptls.benchmark import runs
+from adaptls.benchmark import runs, space
 from adaptls.benchmark.config import BenchmarkError
 from adaptls.run.config import strategy_search_space
 from adaptls.train import CONFIG_DIR
@@ -75,9 +79,7 @@ def read_trials(path: Path) -> list[Trial]:
 
 def search(cfg: DictConfig, method: str, log: Callable[[str], Any] = print) -> list[Trial]:
     """Run (or finish) the method's ``budget.trials`` trials; returns all of them."""
-    distributions, fixed = create_params_from_overrides(
-        [f"{k}={v}" for k, v in search_space(method).items()]
-    )
+    distributions, fixed = space.distributions(search_space(method))
     folder = Path(cfg.out) / "search" / method
     journal = folder / "trials.jsonl"
     trials = read_trials(journal)
