@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from adaptls.benchmark import runs
 from adaptls.benchmark.config import BenchmarkError
 from adaptls.benchmark.report import write_report
-from adaptls.benchmark.search import base_overrides, best, search
+from adaptls.benchmark.search import base_overrides, best, search, search_space
 
 
 def final_seeds(cfg: DictConfig) -> list[int]:
@@ -59,6 +59,7 @@ def benchmark(cfg: DictConfig, command: str, log: Callable = print) -> Path:
             "value": top.value,
             "trials": len(trials),
             "failed": sum(t.value is None for t in trials),
+            "space": search_space(method),
         }
         log(f"stage 2: {method} on seeds {final_seeds(cfg)}")
         for seed, record in retrain(cfg, method, top.params, log).items():

@@ -53,7 +53,7 @@ def write_report(
     """Write ``cfg.report`` (Markdown), its ``.csv`` and ``.png``; returns the Markdown path.
 
     ``chosen``: method -> {"params", "value" (best validation objective), "trials",
-    "failed"}.
+    "failed", "space" (the searched expressions)}.
     """
     path = Path(cfg.report)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +116,11 @@ def write_report(
         "## Chosen hyperparameters (stage 1)",
         "",
         _table(
-            ["method", f"best {cfg.objective}", "trials (failed)", "configuration"],
+            ["method", "search space", f"best {cfg.objective}", "trials (failed)", "chosen"],
             [
                 [
                     k,
+                    ", ".join(f"`{p}: {e}`" for p, e in chosen[k].get("space", {}).items()),
                     f"{chosen[k]['value']:.4f}",
                     f"{chosen[k]['trials']} ({chosen[k]['failed']})",
                     ", ".join(f"`{p}={_short(v)}`" for p, v in chosen[k]["params"].items()),
