@@ -146,7 +146,15 @@ def _train(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             output_dir = Path(cfg.paths.output_dir)
             summary = module.strategy.summary()
-            write_metrics(output_dir / "metrics.json", val, test, resolved, summary, evaluated)
+            write_metrics(
+                output_dir / "metrics.json",
+                val,
+                test,
+                resolved,
+                summary,
+                evaluated,
+                sections=callback_records(trainer),
+            )
             log.info("metrics written to %s", output_dir / "metrics.json")
             name = cfg.smoothing._target_.rsplit(".", 1)[-1]
             title = (
@@ -161,6 +169,19 @@ def _train(cfg: DictConfig) -> float | None:
         print_table(val, test, title=title)
         print_calibration_verdict(test)
     return val.get(cfg.optimized_metric)
+
+
+def callback_records(trainer: pl.Trainer) -> dict[str, Any]:
+    """Sections of ``metrics.json`` that callbacks keep: ``{name: record}`` of each callback
+    with a ``record()`` method that returns a non-empty record (the translation scores'
+    signatures and samples), named after the callback's class."""
+    sections = {}
+    for callback in trainer.callbacks:
+        record = getattr(callback, "record", None)
+        value = record() if callable(record) else None
+        if value:
+            sections[type(callback).__name__] = value
+    return sections
 
 
 def resume_from(cfg: DictConfig, trainer: pl.Trainer) -> str | None:

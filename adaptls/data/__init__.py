@@ -17,6 +17,7 @@ from adaptls.data.split import stratified_split
 from adaptls.data.synthetic import SyntheticDataModule
 from adaptls.data.text_cls import TextClassificationDataModule
 from adaptls.data.text_lm import TextLMDataModule
+from adaptls.data.text_mt import TextMTDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -28,6 +29,7 @@ __all__ = [
     "TensorDataModule",
     "TextClassificationDataModule",
     "TextLMDataModule",
+    "TextMTDataModule",
     "long_tail_counts",
     "long_tail_subsample",
     "stratified_split",

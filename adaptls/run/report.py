@@ -12,8 +12,9 @@ from adaptls.checks import atomic_write
 
 # What a run's summary shows (the closing table here, scripts/compare.py's default columns),
 # in this order, of what the run reports: the headline figures (`ppl` only token-level runs
-# report), then the long-tail group accuracies.
-HEADLINE_METRICS = ("acc", "ece", "adaece", "nll", "ppl", "brier")
+# report, `bleu` and `chrf` only translation runs' test split), then the long-tail group
+# accuracies.
+HEADLINE_METRICS = ("acc", "ece", "adaece", "nll", "ppl", "brier", "bleu", "chrf")
 GROUP_METRICS = ("acc_many", "acc_medium", "acc_few")
 
 
@@ -24,12 +25,15 @@ def write_metrics(
     config: Mapping[str, Any],
     strategy: Mapping[str, Any],
     evaluated: Mapping[str, Any],
+    sections: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``metrics.json`` atomically (a crash never leaves a half-written file).
 
     ``evaluated``: which weights the metrics come from, ``{"rule": "last" | "best",
     "path": checkpoint file or None, "epoch": 0-based epoch, "step": optimizer steps}``;
     recorded as ``"checkpoint"`` (the file) and ``"evaluation"`` (rule, epoch, step).
+    ``sections``: further top-level sections, by name (what callbacks record, e.g.
+    ``TranslationMetrics``: sacrebleu's signatures and sample translations).
     """
     record = {
         "val": _numbers(val),
@@ -41,6 +45,7 @@ def write_metrics(
             "epoch": evaluated.get("epoch"),
             "step": evaluated.get("step"),
         },
+        **dict(sections or {}),
         "config": config,
     }
     with atomic_write(path, "w") as f:

@@ -32,6 +32,7 @@ MODEL_DATA = {
     "resnet32": "cifar100",
     "text_cnn": "text_cls",
     "transformer_lm": "text_lm",
+    "transformer_mt": "text_mt",
 }
 
 

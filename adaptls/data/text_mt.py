@@ -1,0 +1,257 @@
+"""Machine translation data: sentence pairs -> joint BPE -> teacher-forced token batches.
+
+Pipeline (:class:`TextMTDataModule`):
+
+1. **Pairs**: ``corpus=cldr`` (default, no download), human-translated CLDR names of a
+   language pair (:mod:`adaptls.data.cldr_pairs`), split *by source string* with a
+   generator seeded by ``split_seed``: every distinct source goes, with all its
+   translations, to one of train / val / test, so no test source is seen in training.
+2. **Tokens**: one byte-level BPE for both languages (a joint vocabulary, so source and
+   target embeddings can be shared), trained on the *training* pairs only and cached by
+   corpus and settings (:mod:`adaptls.data.tokenizer`); ``PAD`` = 0, ``EOS`` = 1.
+3. **Rows**, fairseq's layout: source ``s EOS``; decoder input ``EOS t`` (EOS doubles as
+   the beginning of the target, as in fairseq's ``prev_output_tokens``); target ``t EOS``.
+   Each is right-padded to ``max_length`` (inputs with ``PAD``, targets with
+   ``IGNORE_INDEX`` -100, which the losses and metrics skip); pairs with a side longer than
+   that are dropped, and the count is logged.
+
+Batches are ``(inputs int64 (B, 2, W), targets int64 (B, L), indices int64 (B, L))``:
+``inputs[:, 0]`` the source, ``inputs[:, 1]`` the decoder input, ``targets[j, t]`` the
+token that follows ``inputs[j, 1, t]``; ``indices[j, t] = j * L + t`` (one sample per
+target token, as in language modelling). W <= L is the batch's longest row (source or
+target): the columns past it, padding in every row, are cut when the batch is collated
+(attention costs the square of the length, and most names are far shorter than L). Facts: ``num_classes`` = ``vocab_size``,
+``input_shape`` = ``(2, max_length)``, ``class_counts`` = training target counts per token
+id (so the tokens with a count are the target language's side of the joint vocabulary),
+``num_train`` = training target positions.
+
+:meth:`TextMTDataModule.translation_task` hands decoding what it needs for a split (the
+source rows, the reference texts, the detokeniser): the callback that computes BLEU and
+chrF (:class:`adaptls.callbacks.TranslationMetrics`) looks for that method, so any
+datamodule that has it is evaluated by translation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.utils.data import TensorDataset
+
+from adaptls.checks import check_choice, check_fraction, check_int
+from adaptls.data.base import TensorDataModule, collate_tuple
+from adaptls.data.cldr_pairs import LANGUAGES, cldr_pairs
+from adaptls.data.text_lm import IGNORE_INDEX, SPLITS, split_documents
+from adaptls.data.tokenizer import BPETokenizer, check_vocab_size, load_or_train_bpe
+
+log = logging.getLogger(__name__)
+
+CORPORA = ("cldr",)
+# adaptls' BPE tokenizers give PAD the id 0 (adaptls.data.tokenizer).
+PAD_ID = 0
+# The two rows of an input: the source and the decoder input (the target shifted right).
+SOURCE, DECODER_INPUT = 0, 1
+
+
+@dataclass(frozen=True)
+class TranslationTask:
+    """What decoding a split needs: ``sources`` (N, L) int64 (``s EOS`` right-padded with
+    ``pad_id``), the ``source_texts`` and ``references`` (one reference text per row), the
+    special ids, and ``detokenize`` (token ids -> text, special tokens dropped)."""
+
+    sources: Tensor
+    source_texts: list[str]
+    references: list[str]
+    pad_id: int
+    bos_id: int
+    eos_id: int
+    detokenize: Callable[[Sequence[int]], str]
+
+
+class TextMTDataModule(TensorDataModule):
+    """Translation of ``pair`` (``"en-de"``: English to German) on a parallel corpus (see
+    the module docstring for the pipeline).
+
+    Args:
+        corpus: ``cldr`` (CLDR names from installed packages, no download).
+        pair: ``<source>-<target>`` language codes (ISO 639-1) the corpus has.
+        vocab_size: joint BPE vocabulary size in [258, 32000], special tokens included.
+        min_frequency: how often a pair of symbols must occur to be merged.
+        max_length: L, tokens per side (the end token included); longer pairs are dropped.
+        data_dir: the tokenizer cache (``<data_dir>/tokenizers``).
+        val_fraction, test_fraction: shares of the distinct source strings held out.
+        split_seed: seeds the split, kept apart from ``seed`` (shuffling) so that every
+            seed of a study trains one tokenizer and tests on the same sentences.
+        batch_size, num_workers, seed, shuffle: as in
+            :class:`~adaptls.data.base.TensorDataModule`.
+    """
+
+    token_level: ClassVar[bool] = True
+    token_ids: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        corpus: str = "cldr",
+        pair: str = "en-de",
+        vocab_size: int = 2000,
+        min_frequency: int = 2,
+        max_length: int = 32,
+        data_dir: str | os.PathLike[str] = "~/.cache/adaptls",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        for option in ("imbalance_ratio", "imbalance_profile"):
+            if option in kwargs:
+                raise ValueError(f"{option} does not apply to translation (no classes)")
+        super().__init__(val_fraction=val_fraction, **kwargs)
+        self.corpus = check_choice("corpus", corpus, CORPORA)
+        self.source_language, self.target_language = check_pair(pair)
+        self.pair = pair
+        self.vocab_size = check_vocab_size(vocab_size)
+        self.min_frequency = check_int("min_frequency", min_frequency, minimum=1)
+        self.max_length = check_int("max_length", max_length, minimum=2)
+        self.data_dir = Path(data_dir).expanduser()
+        self.test_fraction = check_fraction("test_fraction", test_fraction)
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 (sources are left to train), "
+                f"got {self.val_fraction} + {self.test_fraction}"
+            )
+        self.split_seed = check_int("split_seed", split_seed, minimum=0)
+        self.num_classes = self.vocab_size
+        self.input_shape = (2, self.max_length)
+        self.tokenizer: BPETokenizer | None = None
+        self.pairs: dict[str, list[tuple[str, str]]] = {}
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def prepare_data(self) -> None:
+        """Nothing to download: the corpus ships with installed packages."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_dataset is not None:
+            return
+        splits = self.split_pairs()
+        self.tokenizer = load_or_train_bpe(
+            [text for pair in splits["train"] for text in pair],
+            self.vocab_size,
+            self.data_dir / "tokenizers",
+            min_frequency=self.min_frequency,
+        )
+        datasets = {}
+        for split in SPLITS:
+            inputs, targets, kept = self.encode_pairs(splits[split])
+            dropped = len(splits[split]) - len(kept)
+            self.pairs[split] = kept
+            positions = torch.arange(targets.numel()).view_as(targets)
+            datasets[split] = TensorDataset(inputs, targets, positions)
+            log.info(
+                "%s %s %s: %d pairs, %d target tokens%s",
+                self.corpus,
+                self.pair,
+                split,
+                len(kept),
+                int((targets != IGNORE_INDEX).sum()),
+                f" ({dropped} longer than max_length={self.max_length} dropped)" if dropped else "",
+            )
+        self.train_dataset, self.val_dataset, self.test_dataset = (datasets[s] for s in SPLITS)
+
+    # ------------------------------------------------------------------ data
+    def split_pairs(self) -> dict[str, list[tuple[str, str]]]:
+        """``{"train", "val", "test": [(source, target), ...]}``, split by source string."""
+        pairs = cldr_pairs(self.source_language, self.target_language)
+        sources = sorted({source for source, _ in pairs})
+        generator = torch.Generator().manual_seed(self.split_seed)
+        parts = split_documents(len(sources), self.val_fraction, self.test_fraction, generator)
+        where = {sources[i]: split for split, part in zip(SPLITS, parts, strict=True) for i in part}
+        return {split: [p for p in pairs if where[p[0]] == split] for split in SPLITS}
+
+    def encode_pairs(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+        """``(inputs (N, 2, L), targets (N, L), kept pairs)`` of the pairs that fit L."""
+        tok = self._tokenizer()
+        sources = tok.encode_batch([s for s, _ in pairs])
+        targets = tok.encode_batch([t for _, t in pairs])
+        length = self.max_length
+        rows = [
+            i
+            for i in range(len(pairs))
+            if len(sources[i]) + 1 <= length and len(targets[i]) + 1 <= length
+        ]
+        x = torch.full((len(rows), 2, length), tok.pad_id, dtype=torch.long)
+        y = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+        for row, i in enumerate(rows):
+            source, target = sources[i] + [tok.eos_id], targets[i]
+            x[row, SOURCE, : len(source)] = torch.tensor(source)
+            x[row, DECODER_INPUT, : len(target) + 1] = torch.tensor([tok.eos_id, *target])
+            y[row, : len(target) + 1] = torch.tensor([*target, tok.eos_id])
+        return x, y, [pairs[i] for i in rows]
+
+    def collate_fn(self) -> Callable[[list[Any]], tuple[Tensor, ...]]:
+        """Stacks samples, then cuts the columns that are padding in every row."""
+        return collate_trimmed
+
+    def translation_task(self, split: str = "test") -> TranslationTask:
+        """The sources, references and detokeniser of ``split`` (after :meth:`setup`)."""
+        split = check_choice("split", split, SPLITS)
+        dataset = self._require(
+            {"train": self.train_dataset, "val": self.val_dataset, "test": self.test_dataset}[split]
+        )
+        tok = self._tokenizer()
+        return TranslationTask(
+            sources=dataset.tensors[0][:, SOURCE],
+            source_texts=[s for s, _ in self.pairs[split]],
+            references=[t for _, t in self.pairs[split]],
+            pad_id=tok.pad_id,
+            bos_id=tok.eos_id,
+            eos_id=tok.eos_id,
+            detokenize=tok.decode,
+        )
+
+    def _tokenizer(self) -> BPETokenizer:
+        if self.tokenizer is None:
+            raise RuntimeError("TextMTDataModule has no tokenizer yet: call setup() first")
+        return self.tokenizer
+
+    # ------------------------------------------------------------------ data facts
+    @property
+    def class_counts(self) -> list[int]:
+        """Occurrences of each token id as a training target (``IGNORE_INDEX`` left out):
+        the target language's side of the joint vocabulary has the non-zero counts."""
+        targets = self._require(self.train_dataset).tensors[1]
+        counted = targets[targets != IGNORE_INDEX]
+        return torch.bincount(counted, minlength=self.num_classes).tolist()
+
+    @property
+    def num_train(self) -> int:
+        """Training target positions (pairs x max_length): the range of ``indices``."""
+        return self._require(self.train_dataset).tensors[1].numel()
+
+
+def check_pair(pair: str) -> tuple[str, str]:
+    """``"en-de"`` -> ``("en", "de")``, two different languages of the corpus."""
+    parts = pair.split("-") if isinstance(pair, str) else []
+    if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(LANGUAGES):
+        raise ValueError(
+            f"pair must be <source>-<target>, two different languages of {', '.join(LANGUAGES)} "
+            f"(e.g. en-de), got {pair!r}"
+        )
+    return parts[0], parts[1]
+
+
+def collate_trimmed(samples: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """``(inputs (B, 2, W), targets (B, W), indices (B, W))``: the stacked rows cut to W,
+    the last column where some row holds a token (source, decoder input or target)."""
+    x, y, indices = collate_tuple(samples)
+    used = torch.cat([(x != PAD_ID).any(1), y != IGNORE_INDEX]).any(0).nonzero()
+    width = int(used[-1]) + 1 if len(used) else 1
+    return x[..., :width], y[:, :width], indices[:, :width]
