@@ -27,6 +27,7 @@ from adaptls.smoothing.class_frequency import ClassFrequencySmoothing, label_awa
 from adaptls.smoothing.confidence import ConfidenceSmoothing
 from adaptls.smoothing.driver import StrategyDriver
 from adaptls.smoothing.feedback import FeedbackSmoothing
+from adaptls.smoothing.masked import MaskedSmoothing
 from adaptls.smoothing.none import NoSmoothing
 from adaptls.smoothing.online import OnlineSmoothing
 from adaptls.smoothing.peers import (
@@ -77,6 +78,7 @@ __all__ = [
     "FocalLoss",
     "Limits",
     "MarginSmoothing",
+    "MaskedSmoothing",
     "MaxSup",
     "NoSmoothing",
     "OnlineSmoothing",

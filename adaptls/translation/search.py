@@ -9,7 +9,7 @@ Beam search keeps ``beam_size`` hypotheses per sentence, all sentences in one ba
 B * k rows. At each step every live hypothesis is extended by every token, and the k best
 of the k * V candidates by summed log-probability are kept; a finished hypothesis stays
 in the beam with its score frozen (its only continuation is padding, at log-probability
-0). The winner is the hypothesis with the best length-normalised score
+0); padding is never generated. The winner is the hypothesis with the best length-normalised score
 :math:`\log p(y) / |y|^{\alpha}` (fairseq's ``--lenpen``: :math:`|y|` counts the end
 token, :math:`\alpha` = ``length_penalty``; 0 ranks by raw log-probability, larger values
 favour longer output). ``beam_size=1`` is greedy search (the argmax token at each step).
@@ -66,7 +66,9 @@ def beam_search(
         hidden = model.decode(prefix, memory, padding)[:, -1]
         logp = torch.log_softmax(model.head(hidden).float(), dim=-1)
         vocab = logp.shape[-1]
-        # a finished hypothesis continues with padding only, at no cost
+        # padding is never a token of a live hypothesis (as in fairseq); a finished one
+        # continues with padding only, at no cost
+        logp[:, pad_id] = float("-inf")
         logp[finished] = float("-inf")
         logp[finished, pad_id] = 0.0
         candidates = (scores.view(b, k, 1) + logp.view(b, k, vocab)).view(b, k * vocab)

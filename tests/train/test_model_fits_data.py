@@ -29,6 +29,7 @@ FITS = {
         ["text_cls", "text_cls_lt"], frozenset({"text_cnn"})
     ),  # token ids, a label per text
     "text_lm": frozenset({"transformer_lm"}),  # token ids, the next token at every position
+    "text_mt": frozenset({"transformer_mt"}),  # source and decoder-input rows, a target per token
 }
 PAIRS = [(data, model) for data in DATA for model in MODELS]
 
