@@ -43,7 +43,8 @@ def refusal(compose_train, output_dir: Path, *overrides: str) -> str:
 
 
 def _model_for(data: str) -> list[str]:
-    return TINY_LM if data == "text_lm" else ["model=text_cnn"]
+    """A model that reads ``data`` (so the mixer, not the model, is what is refused)."""
+    return {"text_lm": TINY_LM, "text_mt": ["model=transformer_mt"]}.get(data, ["model=text_cnn"])
 
 
 @pytest.mark.parametrize(("mixer", "data"), mixer_x_token_id_data())

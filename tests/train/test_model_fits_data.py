@@ -102,7 +102,8 @@ def test_the_declarations_say_what_the_models_do(compose_train, tmp_path, data, 
         batch = torch.randint(1, 100, (2, *shape))
     else:
         batch = torch.randn(2, *shape)
-    expected = (2, *shape[:1], k) if getattr(datamodule, "token_level", False) else (2, k)
+    # per token: the sequence is the input's last dimension ((T,) text, (2, L) translation)
+    expected = (2, shape[-1], k) if getattr(datamodule, "token_level", False) else (2, k)
     try:
         net = instantiate_group(cfg, "model")(input_shape=shape, num_classes=k)
         with torch.no_grad():
