@@ -14,8 +14,9 @@ source, ``x[:, 1]`` the decoder input. ``features(x)`` gives the decoder's (B, L
 hidden states (any L up to ``max_length``: the data trims each batch to its longest row),
 ``head`` the ``nn.Linear(D, V)`` tied to the embedding (no bias), so
 training goes through the fused linear loss and never holds the N x V logits;
-``forward(x) = head(features(x))``. :meth:`encode` and :meth:`decode` are the two halves
-that search (:mod:`adaptls.translation.search`) calls.
+``forward(x) = head(features(x))``. :meth:`encode` and :meth:`decode_step` (one position
+at a time, with a cache of each layer's states) are what search
+(:mod:`adaptls.translation.search`) calls.
 """
 
 from __future__ import annotations
@@ -135,6 +136,46 @@ class TransformerMT(nn.Module):
             tgt_key_padding_mask=prefix == self.pad_id,
             memory_key_padding_mask=memory_padding,
         )
+
+    def decode_step(
+        self,
+        token: Tensor,
+        memory: Tensor,
+        memory_padding: Tensor,
+        cache: list[Tensor] | None = None,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """One more decoder position: (N,) next input tokens -> ((N, D) final hidden state
+        of that position, the new cache).
+
+        Equal to ``decode(prefix + [token])[:, -1]`` without decoding the prefix again:
+        a pre-norm causal decoder never changes the states of earlier positions, so each
+        layer's normalised inputs of the positions so far (``cache``, one (N, t, D) tensor
+        per layer; None for the first position) are all its self-attention needs. The new
+        position attends to every cached one (the prefix has no padding: search never
+        generates it). Reorder beams with ``[c[rows] for c in cache]``. Evaluation only:
+        dropout is skipped.
+        """
+        t = 0 if cache is None else cache[0].shape[1]
+        if t >= self.max_length:
+            raise ValueError(f"sequence of {t + 1} tokens exceeds max_length {self.max_length}")
+        position = self.positions.weight[t]
+        x = (self.tokens(token) * math.sqrt(self.width) + position).unsqueeze(1)
+        new_cache = []
+        for i, layer in enumerate(self.decoder.layers):
+            normed = layer.norm1(x)
+            keys = normed if cache is None else torch.cat([cache[i], normed], dim=1)
+            new_cache.append(keys)
+            x = x + layer.self_attn(normed, keys, keys, need_weights=False)[0]
+            attended = layer.multihead_attn(
+                layer.norm2(x),
+                memory,
+                memory,
+                key_padding_mask=memory_padding,
+                need_weights=False,
+            )[0]
+            x = x + attended
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+        return self.decoder.norm(x[:, 0]), new_cache
 
     def features(self, x: Tensor) -> Tensor:
         """(B, 2, L) rows -> (B, L, D) decoder hidden states."""

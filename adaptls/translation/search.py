@@ -1,7 +1,8 @@
 r"""Greedy and beam search for an encoder-decoder model, batched over sentences.
 
-The model gives ``encode(source) -> (memory, padding)``, ``decode(prefix, memory,
-padding) -> hidden`` and ``head`` (hidden -> logits), as
+The model gives ``encode(source) -> (memory, padding)``, ``decode_step(token, memory,
+padding, cache) -> (hidden, cache)`` (one position at a time, earlier positions' states
+cached) and ``head`` (hidden -> logits), as
 :class:`~adaptls.models.TransformerMT` does. Every hypothesis starts with ``bos_id`` and
 ends at ``eos_id`` (not returned) or after ``max_steps`` tokens.
 
@@ -13,8 +14,8 @@ in the beam with its score frozen (its only continuation is padding, at log-prob
 :math:`\log p(y) / |y|^{\alpha}` (fairseq's ``--lenpen``: :math:`|y|` counts the end
 token, :math:`\alpha` = ``length_penalty``; 0 ranks by raw log-probability, larger values
 favour longer output). ``beam_size=1`` is greedy search (the argmax token at each step).
-No key-value cache: each step decodes the whole prefix again, which is cheap at the
-lengths of this project's corpora and keeps the model's code one path.
+Each step decodes one position per hypothesis (the model caches the earlier ones, and
+the cache follows the beams as they are reordered).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class EncoderDecoder(Protocol):
 
     def encode(self, source: Tensor) -> tuple[Tensor, Tensor]: ...
 
-    def decode(self, prefix: Tensor, memory: Tensor, memory_padding: Tensor) -> Tensor: ...
+    def decode_step(
+        self, token: Tensor, memory: Tensor, memory_padding: Tensor, cache: list[Tensor] | None
+    ) -> tuple[Tensor, list[Tensor]]: ...
 
 
 @torch.no_grad()
@@ -62,8 +65,9 @@ def beam_search(
     scores[:, 0] = 0.0  # one live hypothesis per sentence at the start, not k copies of it
     finished = torch.zeros(b * k, dtype=torch.bool, device=device)
     lengths = torch.zeros(b * k, device=device)
+    cache = None
     for _ in range(max_steps):
-        hidden = model.decode(prefix, memory, padding)[:, -1]
+        hidden, cache = model.decode_step(prefix[:, -1], memory, padding, cache)
         logp = torch.log_softmax(model.head(hidden).float(), dim=-1)
         vocab = logp.shape[-1]
         # padding is never a token of a live hypothesis (as in fairseq); a finished one
@@ -78,6 +82,7 @@ def beam_search(
         lengths = lengths[beam] + (~finished[beam]).float()
         finished = finished[beam] | (token == eos_id)
         prefix = torch.cat([prefix[beam], token.view(-1, 1)], dim=1)
+        cache = [states[beam] for states in cache]
         if bool(finished.all()):
             break
     normalised = scores.view(-1) / lengths.clamp(min=1).pow(alpha)

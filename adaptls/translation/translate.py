@@ -32,9 +32,14 @@ def translate(
     max_len_a = check_nonnegative("max_len_a", max_len_a)
     max_len_b = check_int("max_len_b", max_len_b, minimum=0)
     limit = getattr(model, "max_length", None)
-    out: list[str] = []
-    for start in range(0, len(task.sources), batch_size):
-        rows = task.sources[start : start + batch_size]
+    # Sentences of similar length decode together (as fairseq batches them): a batch runs
+    # until its longest hypothesis ends, so one long sentence would hold up short ones.
+    lengths = (task.sources != task.pad_id).sum(1)
+    order = torch.argsort(lengths, stable=True)
+    out: list[str] = [""] * len(task.sources)
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        rows = task.sources[chosen]
         width = int((rows != task.pad_id).sum(1).max()) if len(rows) else 1
         rows = rows[:, : max(width, 1)].to(device)
         steps = max(1, int(max_len_a * width + max_len_b))
@@ -50,5 +55,6 @@ def translate(
             beam_size=beam_size,
             length_penalty=length_penalty,
         )
-        out.extend(task.detokenize(row) for row in ids)
+        for row, hypothesis in zip(chosen.tolist(), ids, strict=True):
+            out[row] = task.detokenize(hypothesis)
     return out

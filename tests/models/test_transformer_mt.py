@@ -125,3 +125,16 @@ def test_a_batch_decodes_as_its_sentences_one_by_one():
     together = beam_search(net, sources, **settings)
     alone = [beam_search(net, s[s != PAD].view(1, -1), **settings)[0] for s in sources]
     assert together == alone
+
+
+@torch.no_grad()
+def test_a_decoding_step_with_the_cache_equals_decoding_the_whole_prefix():
+    net, x = model(seed=5), rows(seed=6, t=L)
+    memory, padding = net.encode(x[:, 0])
+    prefix, cache = x[:, 1], None
+    full = net.decode(prefix, memory, padding)
+    for t in range(L):
+        hidden, cache = net.decode_step(prefix[:, t], memory, padding, cache)
+        torch.testing.assert_close(hidden, full[:, t], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="exceeds max_length 10"):
+        net.decode_step(prefix[:, 0], memory, padding, cache)
