@@ -75,7 +75,12 @@ class TranslationMetrics(pl.Callback):
         )
         language = getattr(trainer.datamodule, "target_language", None)
         scores = corpus_scores(hypotheses, task.references, tokenize=bleu_tokenizer(language))
-        pl_module.log_dict({"test/bleu": scores["bleu"], "test/chrf": scores["chrf"]})
+        # every rank scored the same corpus: the max of identical values is that value
+        pl_module.log_dict(
+            {"test/bleu": scores["bleu"], "test/chrf": scores["chrf"]},
+            sync_dist=True,
+            reduce_fx="max",
+        )
         samples = [
             {"source": s, "reference": r, "hypothesis": h}
             for s, r, h in zip(task.source_texts, task.references, hypotheses, strict=True)

@@ -17,13 +17,14 @@ Pipeline (:class:`TextMTDataModule`):
 
 Batches are ``(inputs int64 (B, 2, W), targets int64 (B, L), indices int64 (B, L))``:
 ``inputs[:, 0]`` the source, ``inputs[:, 1]`` the decoder input, ``targets[j, t]`` the
-token that follows ``inputs[j, 1, t]``; ``indices[j, t] = j * L + t`` (one sample per
-target token, as in language modelling). W <= L is the batch's longest row (source or
+token that follows ``inputs[j, 1, t]``; ``indices`` number the split's target tokens
+0, 1, ... in row-major order (one sample per target token, as in language modelling;
+padding positions hold 0, their targets being ignored). W <= L is the batch's longest row (source or
 target): the columns past it, padding in every row, are cut when the batch is collated
 (attention costs the square of the length, and most names are far shorter than L). Facts: ``num_classes`` = ``vocab_size``,
 ``input_shape`` = ``(2, max_length)``, ``class_counts`` = training target counts per token
 id (so the tokens with a count are the target language's side of the joint vocabulary),
-``num_train`` = training target positions.
+``num_train`` = training target tokens (the range of ``indices``).
 
 :meth:`TextMTDataModule.translation_task` hands decoding what it needs for a split (the
 source rows, the reference texts, the detokeniser): the callback that computes BLEU and
@@ -151,8 +152,7 @@ class TextMTDataModule(TensorDataModule):
             inputs, targets, kept = self.encode_pairs(splits[split])
             dropped = len(splits[split]) - len(kept)
             self.pairs[split] = kept
-            positions = torch.arange(targets.numel()).view_as(targets)
-            datasets[split] = TensorDataset(inputs, targets, positions)
+            datasets[split] = TensorDataset(inputs, targets, target_numbers(targets))
             log.info(
                 "%s %s %s: %d pairs, %d target tokens%s",
                 self.corpus,
@@ -233,8 +233,8 @@ class TextMTDataModule(TensorDataModule):
 
     @property
     def num_train(self) -> int:
-        """Training target positions (pairs x max_length): the range of ``indices``."""
-        return self._require(self.train_dataset).tensors[1].numel()
+        """Training target tokens (padding left out): the range of ``indices``."""
+        return int((self._require(self.train_dataset).tensors[1] != IGNORE_INDEX).sum())
 
 
 def check_pair(pair: str) -> tuple[str, str]:
@@ -255,3 +255,11 @@ def collate_trimmed(samples: list[tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
     used = torch.cat([(x != PAD_ID).any(1), y != IGNORE_INDEX]).any(0).nonzero()
     width = int(used[-1]) + 1 if len(used) else 1
     return x[..., :width], y[:, :width], indices[:, :width]
+
+
+def target_numbers(targets: Tensor) -> Tensor:
+    """(N, L) int64: each target token's number among the split's target tokens, row-major
+    (0, 1, ...); 0 at padding (a valid index whose target is ignored)."""
+    real = targets != IGNORE_INDEX
+    numbers = real.flatten().cumsum(0).view_as(targets) - 1
+    return torch.where(real, numbers, 0)

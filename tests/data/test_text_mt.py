@@ -78,6 +78,14 @@ def test_rows_follow_fairseqs_layout(dm):
     assert dm.input_shape == (2, dm.max_length) and dm.num_classes == 400
 
 
+def test_indices_number_the_target_tokens(dm):
+    _, y, indices = dm.train_dataset.tensors
+    real = y != IGNORE
+    assert torch.equal(indices[real], torch.arange(int(real.sum())))
+    assert (indices[~real] == 0).all()
+    assert dm.num_train == int(real.sum()) == sum(dm.class_counts)
+
+
 def test_batches_are_cut_to_their_longest_row(dm):
     samples = [dm.train_dataset[i] for i in range(8)]
     x, y, indices = collate_trimmed(samples)

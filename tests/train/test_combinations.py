@@ -69,6 +69,17 @@ TINY_LM = [
     "model.heads=2",
 ]
 
+# The translation setting of the fused linear path, tiny (greedy decoding of the test split).
+TINY_MT = [
+    "data=text_mt",
+    "data.vocab_size=300",
+    "data.batch_size=16",
+    "model=transformer_mt",
+    "model.layers=1",
+    "model.width=32",
+    "model.heads=2",
+    "callbacks.translation.beam_size=1",
+]
 
 # Figures every run reports, on any data.
 CORE = ("acc", "nll", "ece", "brier")
@@ -203,6 +214,20 @@ def test_every_strategy_that_can_trains_through_the_fused_linear_loss(
     assert LINEAR_WARNING not in log
     # train/acc needs the N x V logits, which the fused path never forms
     assert "train/loss_epoch" in columns and "train/acc" not in columns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_every_strategy_that_can_trains_translation_through_the_fused_linear_loss(
+    compose_train, tmp_path, name, caplog
+):
+    overrides = [f"smoothing={name}", *ONE_EPOCH, "logger=csv", *TINY_MT]
+    with caplog.at_level(logging.WARNING, logger="adaptls.module"):
+        metrics = run(compose_train, tmp_path, *overrides)
+    check_run(metrics, name)
+    assert LINEAR_WARNING not in caplog.text
+    for key in ("test/ppl", "test/bleu", "test/chrf"):
+        assert math.isfinite(metrics["test"][key]), (key, metrics["test"][key])
 
 
 @pytest.mark.slow

@@ -134,10 +134,7 @@ def test_data_option_builds_its_datamodule(compose_train, output_dir, option):
     y = y[y != -100]  # padding of token targets
     assert int(y.min()) >= 0 and int(y.max()) < datamodule.num_classes
     assert len(datamodule.class_counts) == datamodule.num_classes
-    if datamodule.token_level:  # num_train: target positions, padding (not counted) included
-        assert 0 < sum(datamodule.class_counts) <= datamodule.num_train
-    else:
-        assert sum(datamodule.class_counts) == datamodule.num_train
+    assert sum(datamodule.class_counts) == datamodule.num_train
 
 
 @pytest.mark.parametrize("option", options("model"))
