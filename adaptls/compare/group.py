@@ -22,7 +22,7 @@ DEFAULT_METRICS = (
     *(f"test/{m}" for m in GROUP_METRICS),
 )
 # Higher is better for these; every other metric sorts lowest first.
-HIGHER_IS_BETTER = re.compile(r"(acc|balanced_acc|acc_\w+)")
+HIGHER_IS_BETTER = re.compile(r"(acc|balanced_acc|acc_\w+|bleu|chrf)")
 
 
 @dataclass(frozen=True)
