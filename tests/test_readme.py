@@ -57,7 +57,6 @@ SKIPS = {
     # this test belongs to: the suite and CI run them
     "make test": "runs the whole suite, of which this test is a part",
     "make test-fast": "runs most of the suite, of which this test is a part",
-    'make test ARGS="tests/smoothing': "runs a folder of the suite, which the suite runs",
     "make test-capabilities": "runs the numerics tests once per CPU capability (minutes)",
     "ATEN_CPU_CAPABILITY=avx2 make test": "runs the whole suite (AVX2 kernels), of which this test is a part",
     "--index-url https://download.pytorch.org/whl/cpu": "installs torch from the network",
