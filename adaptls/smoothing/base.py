@@ -33,7 +33,7 @@ from adaptls.checks import (
     check_positive,
     check_probability,
 )
-from adaptls.losses._fused import fused_soft_target_cross_entropy
+from adaptls.losses._fused import _compute_dtype, fused_soft_target_cross_entropy
 from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
 from adaptls.losses.checks import (
     check_inputs,
@@ -367,6 +367,7 @@ class SmoothingStrategy(AppliedEpsilonRecord, Strategy):
             target.prior,
             prior_index=target.prior_index,
             ignore_index=self.ignore_index,
+            dtype=_compute_dtype(x.dtype),  # what the loss computes in: float64 stays float64
         )
 
     def _flat_loss(self, x: Tensor, y: Tensor, indices: Tensor | None, reduction: str) -> Tensor:
@@ -493,8 +494,9 @@ def soft_targets(
     strategy: SmoothingStrategy, logits: Tensor, targets: Tensor, indices: Tensor | None = None
 ) -> Tensor:
     """The dense soft target t of ``strategy``, shaped like ``logits`` (..., K), for
-    analysis and tests: what the fused loss trains against, schedule factor included.
-    Rows whose target is ``ignore_index`` are all zero. Materialises N x K."""
+    analysis and tests: what the fused loss trains against, schedule factor included, in
+    the dtype the loss computes in (float64 for float64 logits, else float32). Rows whose
+    target is ``ignore_index`` are all zero. Materialises N x K."""
     if not isinstance(strategy, SmoothingStrategy):
         raise TypeError(
             f"{type(strategy).__name__} (smoothing={strategy.name}) has no soft target: it is "

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from adaptls.checks import check_choice, check_int, check_probability
-from adaptls.losses._fused import fused_soft_target_cross_entropy
+from adaptls.losses._fused import _compute_dtype, fused_soft_target_cross_entropy
 from adaptls.losses._fused_linear import fused_linear_soft_target_cross_entropy
 from adaptls.losses.soft_target import dense_soft_targets
 from adaptls.smoothing._distributed import is_distributed
@@ -183,7 +183,9 @@ class OnlineSmoothing(SmoothingStrategy):
         eps = (1.0 - self.alpha) * self.schedule_factor
         safe = torch.where(y == self.ignore_index, 0, y)
         rows = self.labels.dense(safe.to(self.S_share.device)).to(x.device)
-        return dense_soft_targets(y, x.shape[1], eps, rows, ignore_index=self.ignore_index)
+        return dense_soft_targets(
+            y, x.shape[1], eps, rows, ignore_index=self.ignore_index, dtype=_compute_dtype(x.dtype)
+        )
 
     @torch.no_grad()
     def observe(self, logits: Tensor, targets: Tensor, indices: Tensor | None = None) -> None:

@@ -183,7 +183,7 @@ def test_the_loss_is_cross_entropy_against_the_reconstructed_labels(linear, redu
     torch.testing.assert_close(
         soft_targets(top, F.linear(hidden, weight, bias), targets)[targets != -100],
         (1 - eps) * F.one_hot(targets.clamp(min=0), k_classes)[targets != -100]
-        + eps * rows.float()[targets != -100],
+        + eps * rows[targets != -100],
     )
 
 

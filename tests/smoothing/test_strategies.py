@@ -140,6 +140,26 @@ def test_loss_is_cross_entropy_against_the_soft_targets(name, reduction):
     assert x.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("name", SOFT_TARGET_CE)
+def test_float64_soft_targets_are_what_the_float64_loss_trains_against(name):
+    """float64 logits: the soft target is float64 too (it was float32, about 1e-8 off)."""
+    strategy = trained(name)
+    logits, targets = batch(seed=5)
+    logits = logits.double()
+    indices = indices_for(targets, seed=5)
+    t = soft_targets(strategy, logits, targets, indices)
+    assert t.dtype == torch.float64
+    loss = strategy(logits, targets, reduction="none", indices=indices)
+    rows = -(t * torch.log_softmax(logits, -1)).sum(-1)
+    # The fused loss takes sum(t_i) = 1 (it subtracts the row max once); a prior kept in
+    # float32 (self-distillation's table) sums to 1 only to float32 rounding, which moves
+    # the two sides apart by |1 - sum t_i| |logsumexp x_i|. Beyond that: K products and a
+    # few roundings per row in float64, of values below 10.
+    lse = torch.logsumexp(logits, -1)
+    bound = (1 - t.sum(-1)).abs() * lse.abs() + (K + 6) * 2.0**-53 * 10
+    assert torch.all((loss - rows).abs() <= bound)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip(name):
     strategy = trained(name)
