@@ -242,8 +242,12 @@ class SmoothingClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         _upgrade_epoch_sums(checkpoint)
-        if self.trainer.state.fn == TrainerFn.FITTING:  # evaluation needs the weights only
-            restore_rank_state(checkpoint, self.trainer.global_rank, self.trainer.world_size)
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # load_from_checkpoint: no trainer, the weights and sums only
+            return
+        if trainer.state.fn == TrainerFn.FITTING:  # evaluation needs the weights only
+            restore_rank_state(checkpoint, trainer.global_rank, trainer.world_size)
 
     def _check_finite_loss(self, *, across_ranks: bool = False) -> None:
         """Raise FloatingPointError naming the first non-finite training loss of this epoch

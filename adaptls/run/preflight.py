@@ -154,7 +154,14 @@ def check_resume(
 
 
 def _check_resume_processes(cfg: DictConfig, ckpt_path: str | Path, trainer: pl.Trainer) -> None:
-    checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:  # torch.load raises several kinds for a file that is not one
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(
+            f"ckpt_path={cfg.get('ckpt_path')}: {ckpt_path} is not a checkpoint torch.save "
+            f"wrote ({type(err).__name__}: {first})"
+        ) from None
     saved = checkpoint_world_size(checkpoint)
     if saved is not None and saved != trainer.world_size:
         raise ConfigError(

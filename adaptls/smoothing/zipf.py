@@ -109,7 +109,9 @@ class ZipfSmoothing(CalibrationLoss):
             return fused_soft_target_cross_entropy(x, y, eps, q, None, self.ignore_index, reduction)
         counted = counted_rows(y, self.ignore_index)
         ce = F.cross_entropy(x, y, ignore_index=self.ignore_index, reduction="none")
-        is_target = F.one_hot(torch.where(counted, y, 0), x.shape[1]).bool()
+        # a scatter, not F.one_hot, which reads the targets' range on the host (a sync)
+        safe = torch.where(counted, y, 0).unsqueeze(1)
+        is_target = torch.zeros_like(x, dtype=torch.bool).scatter_(1, safe, True)
         log_rest = torch.logsumexp(x.masked_fill(is_target, float("-inf")), dim=1, keepdim=True)
         # sum_{k != y} q_k (log q_k - log softmax_rest_k); q = 0 at the target and on ignored rows
         kl = (torch.special.xlogy(q, q) - q * (x - log_rest)).sum(dim=1) * counted

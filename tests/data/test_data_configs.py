@@ -22,6 +22,7 @@ EXPECTED = {
     "text_cls": (data.TextClassificationDataModule, 1.0),
     "text_cls_lt": (data.TextClassificationDataModule, 100.0),
     "text_lm": (data.TextLMDataModule, 1.0),
+    "text_mt": (data.TextMTDataModule, 1.0),
 }
 
 

@@ -66,13 +66,20 @@ def test_a_bad_value_fails_before_training_naming_the_key(compose_train, tmp_pat
 
 
 def test_ckpt_path_must_be_a_file_last_or_null(compose_train, tmp_path, small):
-    """A folder is refused as a missing file is; an existing file passes build (fit loads
-    it), as ``last`` does with no last.ckpt yet (see below)."""
+    """A folder is refused as a missing file is, and a file that is not a checkpoint; a
+    checkpoint passes build (fit loads it), as ``last`` does with no last.ckpt yet (see
+    below)."""
     for path in (tmp_path, tmp_path / "missing.ckpt"):
         cfg = compose_train(f"ckpt_path={path}", *small, "logger=none", output_dir=tmp_path)
         with pytest.raises(ConfigError, match=f"no checkpoint file at '{path}'"):
             build(cfg)
-    (tmp_path / "epoch=0.ckpt").touch()
+    (tmp_path / "epoch=0.ckpt").touch()  # empty: not a checkpoint
+    cfg = compose_train(
+        f"ckpt_path='{tmp_path / 'epoch=0.ckpt'}'", *small, "logger=none", output_dir=tmp_path
+    )
+    with pytest.raises(ConfigError, match=r"epoch=0\.ckpt is not a checkpoint torch\.save wrote"):
+        build(cfg)
+    torch.save({}, tmp_path / "epoch=0.ckpt")  # what build reads of it: no process count
     for value in (f"'{tmp_path / 'epoch=0.ckpt'}'", "last", "null"):
         cfg = compose_train(f"ckpt_path={value}", *small, "logger=none", output_dir=tmp_path)
         build(cfg)
@@ -203,7 +210,7 @@ def test_resuming_from_a_missing_last_checkpoint_says_it_starts_from_scratch(
 
     caplog.clear()  # with a last checkpoint there, nothing to say
     (output_dir / "checkpoints").mkdir(parents=True)
-    (output_dir / "checkpoints" / "last.ckpt").touch()
+    torch.save({}, output_dir / "checkpoints" / "last.ckpt")
     with caplog.at_level(logging.INFO, logger="adaptls"):
         build(cfg)
     assert not [r for r in caplog.records if r.name.startswith("adaptls.")]

@@ -46,6 +46,7 @@ def test_a_run_records_the_resolved_config_and_the_final_metrics(
         "class": "adaptls.smoothing.uniform.UniformSmoothing",
         "schedule": "constant",
         "epsilon": cfg.smoothing.epsilon,
+        "convention": cfg.smoothing.convention,
     }
     assert {
         "val/nll": ["min"],
