@@ -148,12 +148,16 @@ def check_resume(
             f"ckpt_path: no checkpoint file at {ckpt_path!r} ({Path(ckpt_path).resolve()}); "
             "give an existing .ckpt file, last (this run's checkpoints/last.ckpt) or null"
         )
-    _check_resume_processes(cfg, ckpt_path, trainer)
+    checkpoint = _read_checkpoint(cfg, ckpt_path)
+    _check_resume_processes(cfg, ckpt_path, checkpoint, trainer)
     if trial_schedule is not None:
-        check_resume_schedule(cfg, ckpt_path, trial_schedule)
+        check_resume_schedule(cfg, ckpt_path, checkpoint, trial_schedule)
 
 
-def _check_resume_processes(cfg: DictConfig, ckpt_path: str | Path, trainer: pl.Trainer) -> None:
+def _read_checkpoint(cfg: DictConfig, ckpt_path: str | Path) -> dict[str, Any]:
+    """The checkpoint, memory-mapped (the weights are not read here). ``weights_only=False``
+    is the trust ``fit`` gives the same file a moment later (a scheduler's state holds e.g.
+    a ``Counter`` of milestones)."""
     try:
         checkpoint = torch.load(ckpt_path, map_location="cpu", mmap=True, weights_only=False)
     except Exception as err:  # torch.load raises several kinds for a file that is not one
@@ -162,6 +166,17 @@ def _check_resume_processes(cfg: DictConfig, ckpt_path: str | Path, trainer: pl.
             f"ckpt_path={cfg.get('ckpt_path')}: {ckpt_path} is not a checkpoint torch.save "
             f"wrote ({type(err).__name__}: {first})"
         ) from None
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(
+            f"ckpt_path={cfg.get('ckpt_path')}: {ckpt_path} holds a "
+            f"{type(checkpoint).__name__}, not a Lightning checkpoint (a dict)"
+        )
+    return checkpoint
+
+
+def _check_resume_processes(
+    cfg: DictConfig, ckpt_path: str | Path, checkpoint: dict[str, Any], trainer: pl.Trainer
+) -> None:
     saved = checkpoint_world_size(checkpoint)
     if saved is not None and saved != trainer.world_size:
         raise ConfigError(

@@ -18,9 +18,9 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from adaptls.run.config import ConfigError
@@ -32,16 +32,15 @@ NOT_SETTINGS = frozenset({"self", "optimizer", "last_epoch", "verbose"})
 def check_resume_schedule(
     cfg: DictConfig,
     checkpoint_path: str | os.PathLike[str],
+    checkpoint: Mapping[str, Any],
     scheduler: Any,
 ) -> None:
-    """Raise ConfigError when ``checkpoint_path``'s scheduler settings differ from those of
-    ``scheduler`` (built from ``cfg.scheduler``): each differing setting is named with
-    both values, and what to do.
-
-    A file that is not a readable checkpoint, or one without a scheduler state, is left to
-    ``fit``, which loads it next (and reports an unreadable one).
+    """Raise ConfigError when the scheduler settings of ``checkpoint`` (loaded from
+    ``checkpoint_path``) differ from those of ``scheduler`` (built from
+    ``cfg.scheduler``): each differing setting is named with both values, and what to do.
+    A checkpoint without a scheduler state passes.
     """
-    saved = _saved_scheduler_state(checkpoint_path)
+    saved = _saved_scheduler_state(checkpoint)
     if saved is None:
         return
     settings = set(inspect.signature(type(scheduler).__init__).parameters) - NOT_SETTINGS
@@ -64,15 +63,9 @@ def check_resume_schedule(
     )
 
 
-def _saved_scheduler_state(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The first LR scheduler's state in a Lightning checkpoint, or None. Memory-mapped:
-    the weights are not read. ``weights_only=False`` is the trust ``fit`` gives the same
-    file a moment later (the state holds e.g. a ``Counter`` of milestones)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception:
-        return None
-    states = checkpoint.get("lr_schedulers") if isinstance(checkpoint, dict) else None
+def _saved_scheduler_state(checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first LR scheduler's state in a Lightning checkpoint, or None."""
+    states = checkpoint.get("lr_schedulers")
     return states[0] if states and isinstance(states[0], dict) else None
 
 
