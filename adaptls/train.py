@@ -56,6 +56,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, SmoothingClassifier,
     strategy = instantiate_group(cfg, "smoothing")
     datamodule = instantiate_group(cfg, "data")
     model_factory = instantiate_group(cfg, "model")
+    preflight.resolve_default_lr(cfg, model_factory)
     optimizer = instantiate_group(cfg, "optimizer")
     scheduler = instantiate_group(cfg, "scheduler") if cfg.get("scheduler") else None
     mix = instantiate_group(cfg, "mix") if cfg.get("mix") else None

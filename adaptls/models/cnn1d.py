@@ -32,6 +32,9 @@ class CNN1D(nn.Module):
         dropout: drop probability on the flattened conv features, in [0, 1).
     """
 
+    #: the learning rate where ``optimizer.lr`` is null (the MNIST-1D recipe's, AdamW)
+    default_lr: ClassVar[float] = 0.02
+
     #: what it reads (checked against the data before a run): float series
     inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(1, 2), layout="(C, L) or (L,)")
 

@@ -60,15 +60,28 @@ def describe_inputs(layout: str, *, token_ids: bool, token_level: bool) -> str:
     return f"{kind} {layout}, one target per {'token' if token_level else 'example'}"
 
 
-def model_inputs(factory: Callable[..., Any]) -> ModelInputs | None:
-    """The declaration of the model ``factory`` builds (a class, a function annotated with
-    the class it returns, or a ``functools.partial`` of either); None if it declares none."""
+def model_class(factory: Callable[..., Any]) -> type | None:
+    """The class the model ``factory`` builds (a class, a function annotated with the class
+    it returns, or a ``functools.partial`` of either); None if that cannot be told."""
     while isinstance(factory, functools.partial):
         factory = factory.func
-    if not isinstance(factory, type):
-        try:
-            factory = typing.get_type_hints(factory).get("return")
-        except (NameError, TypeError):  # annotations that do not resolve: nothing declared
-            return None
-    inputs = getattr(factory, "inputs", None)
+    if isinstance(factory, type):
+        return factory
+    try:
+        built = typing.get_type_hints(factory).get("return")
+    except (NameError, TypeError):  # annotations that do not resolve: nothing declared
+        return None
+    return built if isinstance(built, type) else None
+
+
+def model_inputs(factory: Callable[..., Any]) -> ModelInputs | None:
+    """The declaration of the model ``factory`` builds; None if it declares none."""
+    inputs = getattr(model_class(factory), "inputs", None)
     return inputs if isinstance(inputs, ModelInputs) else None
+
+
+def model_default_lr(factory: Callable[..., Any]) -> float | None:
+    """The Adam/AdamW learning rate the model ``factory`` builds trains at by default (its
+    class's ``default_lr``), used where ``optimizer.lr`` is null; None if it declares none."""
+    lr = getattr(model_class(factory), "default_lr", None)
+    return float(lr) if isinstance(lr, (int, float)) else None

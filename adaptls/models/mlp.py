@@ -26,6 +26,9 @@ class MLP(nn.Module):
         dropout: drop probability after every hidden ReLU, in [0, 1).
     """
 
+    #: the learning rate where ``optimizer.lr`` is null (the MNIST-1D recipe's, AdamW)
+    default_lr: ClassVar[float] = 0.02
+
     #: what it reads (checked against the data before a run): float features of any shape
     inputs: ClassVar[ModelInputs] = ModelInputs(ranks=tuple(range(1, 9)), layout="(any rank)")
 

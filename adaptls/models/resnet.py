@@ -33,6 +33,9 @@ class ResNet(nn.Module):
         dropout: drop probability on the pooled features before the linear layer.
     """
 
+    #: the learning rate where ``optimizer.lr`` is null (AdamW; the CIFAR recipes use SGD)
+    default_lr: ClassVar[float] = 0.02
+
     #: what it reads (checked against the data before a run): float images
     inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(3,), layout="(C, H, W)")
 

@@ -52,6 +52,9 @@ class TextCNN(nn.Module):
         pad_id: the padding token id (0 for adaptls' tokenizer).
     """
 
+    #: the learning rate where ``optimizer.lr`` is null (AdamW; text_lt_smoothing's)
+    default_lr: ClassVar[float] = 0.002
+
     #: what it reads (checked against the data before a run): token ids, one label per text
     inputs: ClassVar[ModelInputs] = ModelInputs(ranks=(1,), layout="(max_length,)", token_ids=True)
 

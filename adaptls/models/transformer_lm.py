@@ -42,6 +42,9 @@ class TransformerLM(nn.Module):
             It must be at least T.
     """
 
+    #: the learning rate where ``optimizer.lr`` is null (AdamW; lm_smoothing's)
+    default_lr: ClassVar[float] = 0.005
+
     #: what it reads (checked against the data before a run): token ids, a target per token
     inputs: ClassVar[ModelInputs] = ModelInputs(
         ranks=(1,), layout="(T,)", token_ids=True, token_level=True

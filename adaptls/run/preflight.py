@@ -9,9 +9,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from adaptls.models.inputs import model_default_lr
 from adaptls.run.config import ConfigError, call_partial, chosen_option
 from adaptls.run.library_shims import last_checkpoint
 from adaptls.run.model_fits_data import check_model_fits_data
@@ -24,6 +25,20 @@ from adaptls.smoothing.driver import StrategyDriver
 # papers report) or the best checkpoint by `optimized_metric` on validation.
 EVAL_CHECKPOINTS = ("last", "best")
 log = logging.getLogger(__name__)
+
+
+def resolve_default_lr(cfg: DictConfig, model_factory: Any) -> None:
+    """``optimizer.lr: null`` becomes the model's ``default_lr`` in ``cfg`` itself, so that
+    metrics.json, the loggers and a resume see the number the run used."""
+    if OmegaConf.select(cfg, "optimizer.lr", default=0) is not None:
+        return
+    lr = model_default_lr(model_factory)
+    if lr is None:
+        raise ConfigError(
+            f"optimizer.lr is null and model {chosen_option(cfg, 'model')!r} declares no "
+            "default_lr: pass optimizer.lr=<float>"
+        )
+    cfg.optimizer.lr = lr
 
 
 def build_net(

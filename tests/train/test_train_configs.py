@@ -19,7 +19,9 @@ from omegaconf import OmegaConf
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.strategies import DDPStrategy
 
-from adaptls.run.config import instantiate_group
+from adaptls.models.inputs import model_class
+from adaptls.run import preflight
+from adaptls.run.config import ConfigError, instantiate_group
 from adaptls.smoothing import Strategy, StrategyDriver
 from adaptls.train import CONFIG_DIR
 
@@ -95,8 +97,9 @@ def test_every_search_has_a_space_of_real_keys_for_every_strategy(
     )
     params = cfg.hydra.sweeper.params
     assert params, f"hparams_search={search} has no search space for smoothing={smoothing}"
+    absent = object()
     for key in params:
-        assert OmegaConf.select(cfg, key) is not None, f"{key} is not a key of the config"
+        assert OmegaConf.select(cfg, key, default=absent) is not absent, f"{key} is not a key"
 
 
 # ---------------------------------------------------------------------------- instantiation
@@ -154,9 +157,34 @@ def test_model_option_builds_from_the_datamodule_facts(compose_train, output_dir
     assert logits.shape == expected
 
 
+@pytest.mark.parametrize("model", options("model"))
+@pytest.mark.parametrize("option", options("optimizer"))
+def test_optimizer_learning_rate_is_a_number_for_every_model(
+    compose_train, output_dir, option, model
+):
+    """``lr: null`` (Adam, AdamW) is the model's declared default_lr, written into the config
+    itself (metrics.json and the loggers record the number); a set lr is kept as it is."""
+    cfg = compose_train(f"optimizer={option}", f"model={model}", output_dir=output_dir)
+    composed = cfg.optimizer.lr
+    factory = instantiate_group(cfg, "model")
+    preflight.resolve_default_lr(cfg, factory)
+    expected = model_class(factory).default_lr if composed is None else composed
+    assert isinstance(cfg.optimizer.lr, float) and cfg.optimizer.lr == expected > 0
+
+
+def test_a_null_learning_rate_without_a_model_default_is_refused(compose_train, output_dir):
+    cfg = compose_train("optimizer=adamw", output_dir=output_dir)
+    assert cfg.optimizer.lr is None
+    with pytest.raises(
+        ConfigError, match=r"optimizer.lr is null and model .* declares no default_lr"
+    ):
+        preflight.resolve_default_lr(cfg, lambda input_shape, num_classes: torch.nn.Identity())
+
+
 @pytest.mark.parametrize("option", options("optimizer"))
 def test_optimizer_option_builds_and_steps(compose_train, output_dir, option):
     cfg = compose_train(f"optimizer={option}", output_dir=output_dir)
+    preflight.resolve_default_lr(cfg, instantiate_group(cfg, "model"))
     weight = torch.nn.Parameter(torch.ones(3))
     optimizer = instantiate_group(cfg, "optimizer")([weight])
     assert isinstance(optimizer, torch.optim.Optimizer)

@@ -50,8 +50,10 @@ def test_the_run_reports_translation_and_token_metrics(run):
     assert record["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
     assert record["chrf_signature"].startswith("nrefs:1|case:mixed|eff:yes|nc:6")
     assert record["beam_size"] == 2 and len(record["samples"]) == 8
-    # the convention of the run's smoothing is on record
+    # the convention of the run's smoothing is on record, and the learning rate used
+    # (optimizer.lr null: the Transformer's own default, not the MNIST-1D CNN's 0.02)
     assert metrics["strategy"]["hparams"]["convention"] == "fairseq"
+    assert metrics["config"]["optimizer"]["lr"] == 0.002
 
 
 def test_the_whole_test_split_is_decoded_into_the_run_directory(run):
