@@ -6,6 +6,12 @@ Pipeline (:class:`TextMTDataModule`):
    language pair (:mod:`adaptls.data.cldr_pairs`), split *by source string* with a
    generator seeded by ``split_seed``: every distinct source goes, with all its
    translations, to one of train / val / test, so no test source is seen in training.
+   Two real corpora, downloaded into ``data_dir`` by :meth:`~TextMTDataModule.prepare_data`
+   when chosen, keep their official splits (``val_fraction``, ``test_fraction`` and
+   ``split_seed`` do not apply): ``iwslt14`` (de-en / en-de, fairseq's preparation:
+   tokenised, lower-cased, :mod:`adaptls.data.iwslt14`; verified against the user's
+   ``sha256``, as none is published) and ``wmt14`` (de-en / en-de, News Commentary v9,
+   newstest2013, newstest2014, raw text, :mod:`adaptls.data.wmt14`; pinned).
 2. **Tokens**: one byte-level BPE for both languages (a joint vocabulary, so source and
    target embeddings can be shared), trained on the *training* pairs only and cached by
    corpus and settings (:mod:`adaptls.data.tokenizer`); ``PAD`` = 0, ``EOS`` = 1.
@@ -46,14 +52,26 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 from adaptls.checks import check_choice, check_fraction, check_int
+from adaptls.data import wmt14
 from adaptls.data.base import TensorDataModule, collate_tuple
 from adaptls.data.cldr_pairs import LANGUAGES, cldr_pairs
+from adaptls.data.download import fetch
+from adaptls.data.iwslt14 import (
+    IWSLT14_LANGUAGES,
+    check_iwslt14_sha256,
+    iwslt14_archive,
+    load_iwslt14,
+    require_sacremoses,
+)
 from adaptls.data.text_lm import IGNORE_INDEX, SPLITS, split_documents
 from adaptls.data.tokenizer import BPETokenizer, check_vocab_size, load_or_train_bpe
+from adaptls.data.wmt14 import WMT14_LANGUAGES, load_wmt14
 
 log = logging.getLogger(__name__)
 
-CORPORA = ("cldr",)
+# Each corpus and the languages it has (any two make a pair).
+CORPUS_LANGUAGES = {"cldr": LANGUAGES, "iwslt14": IWSLT14_LANGUAGES, "wmt14": WMT14_LANGUAGES}
+CORPORA = tuple(CORPUS_LANGUAGES)
 # adaptls' BPE tokenizers give PAD the id 0 (adaptls.data.tokenizer).
 PAD_ID = 0
 # The two rows of an input: the source and the decoder input (the target shifted right).
@@ -80,14 +98,17 @@ class TextMTDataModule(TensorDataModule):
     the module docstring for the pipeline).
 
     Args:
-        corpus: ``cldr`` (CLDR names from installed packages, no download).
+        corpus: ``cldr`` (CLDR names from installed packages, no download), ``iwslt14`` or
+            ``wmt14`` (downloaded into ``data_dir``).
         pair: ``<source>-<target>`` language codes (ISO 639-1) the corpus has.
+        sha256: for ``iwslt14`` only, and required there: the SHA-256 (hex) of a copy of
+            fairseq's ``de-en.tgz`` the user trusts; the download is verified against it.
         vocab_size: joint BPE vocabulary size in [258, 32000], special tokens included.
         min_frequency: how often a pair of symbols must occur to be merged.
         max_length: L, tokens per side (the end token included); longer pairs are dropped.
-        data_dir: the tokenizer cache (``<data_dir>/tokenizers``).
-        val_fraction, test_fraction: shares of the distinct source strings held out.
-        split_seed: seeds the split, kept apart from ``seed`` (shuffling) so that every
+        data_dir: downloads and the tokenizer cache (``<data_dir>/tokenizers``).
+        val_fraction, test_fraction: shares of the distinct source strings held out (cldr).
+        split_seed: seeds the cldr split, kept apart from ``seed`` (shuffling) so that every
             seed of a study trains one tokenizer and tests on the same sentences.
         batch_size, num_workers, seed, shuffle: as in
             :class:`~adaptls.data.base.TensorDataModule`.
@@ -101,6 +122,7 @@ class TextMTDataModule(TensorDataModule):
         *,
         corpus: str = "cldr",
         pair: str = "en-de",
+        sha256: str | None = None,
         vocab_size: int = 2000,
         min_frequency: int = 2,
         max_length: int = 32,
@@ -115,8 +137,18 @@ class TextMTDataModule(TensorDataModule):
                 raise ValueError(f"{option} does not apply to translation (no classes)")
         super().__init__(val_fraction=val_fraction, **kwargs)
         self.corpus = check_choice("corpus", corpus, CORPORA)
-        self.source_language, self.target_language = check_pair(pair)
+        self.source_language, self.target_language = check_pair(pair, self.corpus)
         self.pair = pair
+        if self.corpus == "iwslt14":
+            self.sha256: str | None = check_iwslt14_sha256(sha256)
+            require_sacremoses()
+        elif sha256 is not None:
+            raise ValueError(
+                f"sha256 is for corpus=iwslt14 only (the other downloads are pinned), "
+                f"got sha256={sha256!r} with corpus={self.corpus}"
+            )
+        else:
+            self.sha256 = None
         self.vocab_size = check_vocab_size(vocab_size)
         self.min_frequency = check_int("min_frequency", min_frequency, minimum=1)
         self.max_length = check_int("max_length", max_length, minimum=2)
@@ -135,7 +167,13 @@ class TextMTDataModule(TensorDataModule):
 
     # ------------------------------------------------------------------ Lightning hooks
     def prepare_data(self) -> None:
-        """Nothing to download: the corpus ships with installed packages."""
+        """Downloads (once, verified) the archives of ``iwslt14`` and ``wmt14``; ``cldr``
+        ships with installed packages."""
+        if self.corpus == "iwslt14":
+            fetch(iwslt14_archive(self._sha256()), self.data_dir)
+        elif self.corpus == "wmt14":
+            for remote in (wmt14.NEWS_COMMENTARY_V9, wmt14.WMT_DEV):
+                fetch(remote, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -166,13 +204,30 @@ class TextMTDataModule(TensorDataModule):
 
     # ------------------------------------------------------------------ data
     def split_pairs(self) -> dict[str, list[tuple[str, str]]]:
-        """``{"train", "val", "test": [(source, target), ...]}``, split by source string."""
+        """``{"train", "val", "test": [(source, target), ...]}``: the official split of a
+        downloaded corpus, the cldr pairs split by source string."""
+        if self.corpus != "cldr":
+            return self.official_pairs()
         pairs = cldr_pairs(self.source_language, self.target_language)
         sources = sorted({source for source, _ in pairs})
         generator = torch.Generator().manual_seed(self.split_seed)
         parts = split_documents(len(sources), self.val_fraction, self.test_fraction, generator)
         where = {sources[i]: split for split, part in zip(SPLITS, parts, strict=True) for i in part}
         return {split: [p for p in pairs if where[p[0]] == split] for split in SPLITS}
+
+    def official_pairs(self) -> dict[str, list[tuple[str, str]]]:
+        """The (de, en) splits of ``iwslt14`` / ``wmt14``, oriented as ``pair``."""
+        if self.corpus == "iwslt14":
+            splits = load_iwslt14(self.data_dir, self._sha256())
+        else:
+            splits = load_wmt14(self.data_dir)
+        if self.source_language == "de":
+            return splits
+        return {split: [(en, de) for de, en in pairs] for split, pairs in splits.items()}
+
+    def _sha256(self) -> str:
+        assert self.sha256 is not None  # checked in __init__ for iwslt14
+        return self.sha256
 
     def encode_pairs(
         self, pairs: Sequence[tuple[str, str]]
@@ -237,13 +292,18 @@ class TextMTDataModule(TensorDataModule):
         return int((self._require(self.train_dataset).tensors[1] != IGNORE_INDEX).sum())
 
 
-def check_pair(pair: str) -> tuple[str, str]:
-    """``"en-de"`` -> ``("en", "de")``, two different languages of the corpus."""
+def check_pair(pair: str, corpus: str = "cldr") -> tuple[str, str]:
+    """``"en-de"`` -> ``("en", "de")``, two different languages of ``corpus``."""
+    languages = CORPUS_LANGUAGES[corpus]
     parts = pair.split("-") if isinstance(pair, str) else []
-    if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(LANGUAGES):
+    if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(languages):
+        allowed = (
+            f"two different languages of {', '.join(languages)} (e.g. en-de)"
+            if len(languages) > 2
+            else " or ".join(f"{a}-{b}" for a in languages for b in languages if a != b)
+        )
         raise ValueError(
-            f"pair must be <source>-<target>, two different languages of {', '.join(LANGUAGES)} "
-            f"(e.g. en-de), got {pair!r}"
+            f"pair must be <source>-<target> of corpus {corpus}: {allowed}, got {pair!r}"
         )
     return parts[0], parts[1]
 

@@ -1,10 +1,12 @@
-"""Tiny CIFAR archives in the real python-version format, built in a temporary folder."""
+"""Tiny CIFAR archives in the real python-version format, built in a temporary folder.
+The translation archives' builders are in mt_archives.py (this folder is put on the path)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import pickle
+import sys
 import tarfile
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import numpy as np
 import pytest
 
 from adaptls.data.download import RemoteFile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _member(archive: tarfile.TarFile, name: str, content: dict) -> None:
