@@ -19,17 +19,7 @@ from adaptls.train import build, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 import mt_archives  # the archive builders of tests/data
-
-TINY_MT = [
-    "data=text_mt",
-    "model=transformer_mt",
-    "data.vocab_size=300",
-    "model.layers=1",
-    "model.width=32",
-    "model.heads=2",
-    "callbacks.translation.beam_size=2",
-    "logger=csv",
-]
+from test_translation import TINY_MT
 
 
 @pytest.mark.slow
