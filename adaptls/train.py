@@ -169,6 +169,7 @@ def _train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:  # last, below W&B's own run summary, where a user looks
         print_table(val, test, title=title)
         print_calibration_verdict(test)
+        print(f"Run directory (metrics.json, checkpoints, plots): {cfg.paths.output_dir}\n")
     return val.get(cfg.optimized_metric)
 
 

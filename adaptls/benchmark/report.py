@@ -83,7 +83,7 @@ def write_report(
         f"- date: {date}",
         f"- machine: {machine()}",
         f"- budget: {cfg.budget.trials} seeded-TPE trials per method on the validation split "
-        f"(objective {cfg.objective}, {cfg.direction}; {cfg.startup_trials} random startup "
+        f"(objective {cfg.objective}, {cfg.direction}; {min(cfg.startup_trials, cfg.budget.trials)} random startup "
         f"trials; every trial at seed {cfg.search_seed}), then the best configuration "
         f"retrained on seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} seeds never used in the "
         f"search); {cfg.budget.epochs} epochs per run; test metrics of the last epoch",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+# "f() got an unexpected keyword argument 'epsilon'": an option the target does not take.
+_UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
+# Arguments the run passes itself (the data's shape to a model), not options of a config.
+_BUILT_BY_RUN = ("input_shape", "num_classes", "params")
 
 
 class ConfigError(ValueError):
@@ -49,9 +56,40 @@ def chosen_option(cfg: DictConfig, group: str) -> str:
     return str(OmegaConf.select(cfg, f"{group}._target_", default=group)).rsplit(".", 1)[-1]
 
 
+def accepted_arguments(target: Any) -> list[str]:
+    """The keyword arguments ``target`` (a class or function) takes, those its ``__init__``
+    passes on through ``**kwargs`` to its base classes' included, in declaration order."""
+    owners = (
+        [k for k in target.__mro__ if "__init__" in vars(k)] if isinstance(target, type) else []
+    )
+    functions = [k.__init__ for k in owners] or [target]
+    names: list[str] = []
+    parameters: list[inspect.Parameter] = []
+    for function in functions:
+        parameters = list(inspect.signature(function).parameters.values())
+        names += [
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "self"
+            and p.name not in names
+        ]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return [*names, "**" + next(p.name for p in parameters if p.kind is p.VAR_KEYWORD)]
+
+
 def _explain(key: str, node: Any, err: Exception) -> str:
     cause = (err.__cause__ or err) if isinstance(err, InstantiationException) else err
     message = str(cause.args[0]) if getattr(cause, "args", None) else str(cause)
+    unknown = _UNEXPECTED_ARGUMENT.search(message) if isinstance(cause, TypeError) else None
+    if unknown and isinstance(node, DictConfig) and node.get("_target_"):
+        target = hydra.utils.get_object(node._target_)
+        allowed = [name for name in accepted_arguments(target) if name not in _BUILT_BY_RUN]
+        return (
+            f"{key}.{unknown.group(1)} is not an option of {node._target_.rsplit('.', 1)[-1]}; "
+            f"its options: {', '.join(allowed)}"
+        )
     first = message.split(" ", 1)[0]
     if isinstance(node, DictConfig) and first in node:
         return f"{key}.{message}"

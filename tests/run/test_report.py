@@ -174,3 +174,13 @@ def test_the_verdict_names_direction_and_size(confidence, accuracy, expected):
 def test_no_verdict_without_the_figures():
     assert calibration_verdict({"test/acc": 0.9}) is None
     assert calibration_verdict({"test/acc": 0.9, "test/confidence": float("nan")}) is None
+
+
+@pytest.mark.parametrize(("ece", "explained"), [(0.084, True), (0.02, False)])
+def test_an_ece_well_above_the_mean_gap_is_explained(ece, explained):
+    """Under-confident by 1.2 points with ECE 8.4%: bins over- and under-confident by more
+    cancel in the mean gap; the verdict says so rather than read as a slip."""
+    test = {"test/confidence": 0.788, "test/acc": 0.8, "test/ece": ece}
+    verdict = calibration_verdict(test)
+    assert "under-confident by 1.2 points" in verdict
+    assert ("the gaps of the confidence bins, which do not cancel" in verdict) is explained

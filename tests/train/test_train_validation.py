@@ -15,11 +15,12 @@ import socket
 import sys
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
 from hydra.errors import MissingConfigException
 
-from adaptls.run.config import ConfigError
+from adaptls.run.config import ConfigError, accepted_arguments
 from adaptls.train import CONFIG_DIR, build, train
 
 BAD_VALUES = {
@@ -46,6 +47,34 @@ BAD_VALUES = {
     "eval_checkpoint=first": ["eval_checkpoint", "last", "best", "'first'"],
     "ckpt_path=no/such/run/last.ckpt": ["ckpt_path", "'no/such/run/last.ckpt'", "last", "null"],
 }
+
+
+@pytest.mark.parametrize("group", ["smoothing", "model", "data", "optimizer"])
+def test_an_option_a_component_lacks_is_refused_with_its_options(compose_train, tmp_path, group):
+    """``+smoothing.epsilon=0.2`` with class_frequency (whose keys are epsilon_head,
+    epsilon_tail, ...): the message names the key, the class and every option it takes."""
+    cfg = compose_train(f"+{group}.not_an_option=1", "logger=none", output_dir=tmp_path)
+    target = hydra.utils.get_object(cfg[group]._target_)
+    with pytest.raises(ConfigError) as error:
+        build(cfg)
+    message = str(error.value)
+    name = cfg[group]._target_.rsplit(".", 1)[-1]
+    assert message.startswith(f"{group}.not_an_option is not an option of {name}; its options: ")
+    listed = message.split("its options: ", 1)[1].split(", ")
+    declared = [k for k in cfg[group] if not k.startswith("_") and k != "not_an_option"]
+    assert (
+        set(declared)
+        <= {n.lstrip("*") for n in listed}
+        <= {n.lstrip("*") for n in accepted_arguments(target)}
+    )
+
+
+def test_the_options_of_a_class_include_those_its_init_passes_to_its_bases():
+    from adaptls.smoothing import ClassFrequencySmoothing
+
+    names = accepted_arguments(ClassFrequencySmoothing)
+    assert names[:2] == ["epsilon_head", "epsilon_tail"]
+    assert {"ignore_index", "schedule"} <= set(names)  # Strategy's, through **kwargs
 
 
 def written(output_dir: Path) -> list[str]:

@@ -66,9 +66,13 @@ def test_the_whole_test_split_is_decoded_into_the_run_directory(run):
 
 
 def test_the_closing_table_shows_bleu_and_chrf(run):
-    _, _, stdout = run
+    output_dir, _, stdout = run
     header = next(line for line in stdout.splitlines() if line.startswith("| split |"))
     assert "| ppl |" in header and "| bleu | chrf |" in header
+    # last, where the user looks: where the files went
+    assert stdout.rstrip().splitlines()[-1] == (
+        f"Run directory (metrics.json, checkpoints, plots): {output_dir}"
+    )
 
 
 def test_training_goes_through_the_fused_linear_loss(compose_train, tiny, tmp_path):
