@@ -32,6 +32,8 @@ def test_a_run_records_the_resolved_config_and_the_final_metrics(
     cfg = compose_train(*tiny, "trainer.max_epochs=3", output_dir=output_dir)
     assert cfg.logger.wandb.offline is True
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["optimizer"]["lr"] is None  # the model's default_lr, resolved by build
+    resolved["optimizer"]["lr"] = 0.02  # CNN1D's: W&B records the number the run used
     train(cfg)
     assert wandb.run is None  # finished: a next run in this process gets its own
 
