@@ -34,9 +34,9 @@ def main() -> int:
             print(f"out of date: {args.out / path}")
         if stale or extra:
             print("regenerate: python scripts/wandb_sweeps.py")
-        if not (stale or extra):
-            print(f"{len(expected)} sweeps in {args.out}: up to date")
-        return 1 if stale or extra else 0
+            return 1
+        print(f"{len(expected)} sweeps in {args.out}: up to date")
+        return 0
     for path in stale:
         (args.out / path).parent.mkdir(parents=True, exist_ok=True)
         (args.out / path).write_text(expected[path])

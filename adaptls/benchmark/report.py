@@ -74,6 +74,7 @@ def write_report(
     _write_figure(path.with_suffix(".png"), methods, metrics, estimates)
     date = date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     seeds = list(range(cfg.final_seed_start, cfg.final_seed_start + cfg.budget.seeds))
+    startup = min(cfg.startup_trials, cfg.budget.trials)  # TPE models none of a short search
     lines = [
         f"# Benchmark: {cfg.setting}",
         "",
@@ -83,7 +84,7 @@ def write_report(
         f"- date: {date}",
         f"- machine: {machine()}",
         f"- budget: {cfg.budget.trials} seeded-TPE trials per method on the validation split "
-        f"(objective {cfg.objective}, {cfg.direction}; {min(cfg.startup_trials, cfg.budget.trials)} random startup "
+        f"(objective {cfg.objective}, {cfg.direction}; {startup} random startup "
         f"trials; every trial at seed {cfg.search_seed}), then the best configuration "
         f"retrained on seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} seeds never used in the "
         f"search); {cfg.budget.epochs} epochs per run; test metrics of the last epoch",

@@ -32,6 +32,7 @@ import tarfile
 from pathlib import Path
 
 from adaptls.data.download import RemoteFile, fetch
+from adaptls.data.iwslt14 import text_lines
 
 NEWS_COMMENTARY_V9 = RemoteFile(
     "http://www.statmt.org/wmt14/training-parallel-nc-v9.tgz",
@@ -76,28 +77,34 @@ def read_wmt14(
     news_commentary: str | os.PathLike[str], dev: str | os.PathLike[str]
 ) -> dict[str, Pairs]:
     """The splits of verified ``training-parallel-nc-v9.tgz`` and ``dev.tgz`` files."""
-    archives = {"news_commentary": news_commentary, "dev": dev}
+    paths = {"news_commentary": news_commentary, "dev": dev}
+    sentences = {  # each archive decompressed once, for all the members it serves
+        name: read_members(
+            path, [m for a, *pair in SPLIT_FILES.values() if a == name for m in pair]
+        )
+        for name, path in paths.items()
+    }
     return {
-        split: parallel(read_member(archives[archive], de), read_member(archives[archive], en))
+        split: parallel(sentences[archive][de], sentences[archive][en])
         for split, (archive, de, en) in SPLIT_FILES.items()
     }
 
 
-def read_member(archive: str | os.PathLike[str], member: str) -> list[str]:
-    """The sentences of one member of a ``.tgz``: its ``<seg>`` texts for ``.sgm``, its
-    lines (split at ``\\n`` only) otherwise."""
+def read_members(archive: str | os.PathLike[str], members: list[str]) -> dict[str, list[str]]:
+    """The sentences of some members of a ``.tgz``: the ``<seg>`` texts of a ``.sgm``,
+    the lines (split at ``\\n`` only) of any other file."""
+    out = {}
     with tarfile.open(archive, "r:gz") as tar:
-        try:
-            file = tar.extractfile(member)
-        except KeyError:
-            file = None
-        if file is None:
-            raise ValueError(f"{archive} lacks {member}: not the WMT archive expected there")
-        text = file.read().decode("utf-8")
-    if Path(member).suffix == ".sgm":
-        return sgm_segments(text)
-    lines = text.split("\n")
-    return lines[:-1] if lines[-1] == "" else lines
+        for member in members:
+            try:
+                file = tar.extractfile(member)
+            except KeyError:
+                file = None
+            if file is None:
+                raise ValueError(f"{archive} lacks {member}: not the WMT archive expected there")
+            text = file.read().decode("utf-8")
+            out[member] = sgm_segments(text) if Path(member).suffix == ".sgm" else text_lines(text)
+    return out
 
 
 def sgm_segments(text: str) -> list[str]:
